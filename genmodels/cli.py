@@ -1,0 +1,142 @@
+"""`genmodels train|eval|sample`: thin wrappers over Trainer and runs. User errors exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from genmodels.errors import UserError
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override a config field by dotted path, e.g. --set train.epochs=5 optim.lr=3e-4")
+    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA, ~/.cache/genmodels/data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    width = max(len(k) for k in metrics)
+    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in metrics.items())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from genmodels.config import load_config
+    from genmodels.train import Trainer
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.runs_dir:
+        overrides.append(f"log.runs_dir={args.runs_dir}")
+    if args.name:
+        overrides.append(f"name={args.name}")
+    cfg = load_config(args.config, overrides)
+    run_dir = cfg.run_dir()
+    if (run_dir / "last.pt").exists() and not args.resume:
+        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or --name NEW for a new run")
+    if args.resume and not (run_dir / "last.pt").exists():
+        raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
+    trainer = Trainer(cfg, quiet=args.quiet)
+    try:
+        result = trainer.fit(resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    print(f"run: {run_dir}  device: {result['device']}  epochs: {result['epochs']}  "
+          f"time: {result['train_seconds']:.1f}s" + (f"  ({result['stop_reason']})" if result["stop_reason"] else ""))
+    print(f"held-out metrics (nats per image where applicable), epoch {result['epochs']}:")
+    print(_format_metrics(result["heldout"]))
+    if result["best"]:
+        print(f"best heldout/{result['monitor']}: {result['best']['value']:.4f} at epoch {result['best']['epoch']}")
+    print(f"view the curves: tensorboard --logdir {cfg.log.runs_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genmodels import checkpoint as ckpt
+    from genmodels.runs import load_run
+    from genmodels.train import Trainer
+
+    cfg, model, state = load_run(args.run_dir, args.checkpoint)
+    if args.data_root:
+        cfg.data.root = args.data_root
+    options: dict[str, Any] = {}
+    if args.iwae_k:
+        if cfg.model.kind != "vae":
+            raise UserError(f"--iwae-k: only VAE runs have an IWAE estimate, this run is '{cfg.model.kind}'")
+        options["iwae_k"] = args.iwae_k
+    trainer = Trainer(cfg, model=model, run_dir=args.run_dir, quiet=args.quiet)
+    split = trainer.data.heldout if args.split == "heldout" else trainer.data.test
+    metrics = trainer.evaluate(split, **options)
+    out = Path(args.run_dir) / f"eval_{args.split}.json"
+    ckpt.write_json(out, {"split": args.split, "epoch": state["epoch"], "images": len(split), **options,
+                          "metrics": metrics})
+    print(f"{args.split} split ({len(split)} images), {cfg.data.name}, epoch {state['epoch']}:")
+    print(_format_metrics(metrics))
+    print(f"written to {out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+    from torchvision.utils import save_image
+
+    from genmodels import checkpoint as ckpt
+    from genmodels.runs import load_run
+
+    cfg, model, _ = load_run(args.run_dir, args.checkpoint)
+    seed = cfg.seed if args.seed is None else args.seed
+    images = model.sample(args.n, torch.Generator().manual_seed(seed))
+    nrow = max(1, int(math.sqrt(args.n)))
+    ckpt.atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
+    print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genmodels", description="Train, evaluate and sample generative image models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="YAML run config, e.g. experiments/vae_mnist.yaml")
+    _add_overrides(p)
+    p.add_argument("--name", help="run name (default: the config's name); the run goes to <runs_dir>/<name>")
+    p.add_argument("--runs-dir", help="parent folder of runs (default: the config's log.runs_dir)")
+    p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint on the held-out or test split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["heldout", "test"], default="heldout")
+    p.add_argument("--iwae-k", type=int, default=0, metavar="K",
+                   help="VAE: importance samples for the IWAE estimate of -log p(x) (e.g. 1000)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--data-root")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="write a grid of samples from a run")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, default=64, help="number of images")
+    p.add_argument("-o", "--output", default="samples.png")
+    p.add_argument("--seed", type=int, help="default: the run's seed")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except UserError as exc:
+        print(f"genmodels: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Typed run configuration: pydantic models for every section, YAML loading and --set overrides.
+
+Every field has a type and a default; an unknown key is an error that names the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genmodels.errors import ConfigError
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    name: Literal["mnist", "fashion-mnist"] = "mnist"
+    root: str | None = None  # else $GENMODELS_DATA, else ~/.cache/genmodels/data
+    heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    download: bool = True  # try torchvision's download when no files are found
+
+
+class VAEConfig(StrictModel):
+    kind: Literal["vae"] = "vae"
+    arch: Literal["mlp", "conv"] = "mlp"
+    n_layers: int = Field(1, ge=1, le=8)
+    hidden: int = Field(400, ge=1)  # units (mlp) or base channels (conv)
+    latent_dim: int = Field(20, ge=1)
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    beta: float = Field(1.0, ge=0.0)
+    binarize: bool = False  # dynamic binarisation: a proper Bernoulli likelihood on MNIST
+
+
+class OptimConfig(StrictModel):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    grad_clip: float | None = Field(None, gt=0.0)  # max global grad norm
+    amp: bool = True  # mixed precision; only ever used on CUDA
+    patience: int | None = Field(None, ge=1)  # early stopping on the held-out monitor
+    min_delta: float = Field(0.0, ge=0.0)
+    log_every: int = Field(10, ge=1)  # steps between train/ scalars (mean over the window)
+    checkpoint_every: int = Field(1, ge=1)  # epochs between last.pt saves
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class LogConfig(StrictModel):
+    runs_dir: str = "runs"
+    n_images: int = Field(64, ge=1, le=1024)  # images in each TensorBoard grid
+
+
+class Config(StrictModel):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: VAEConfig = VAEConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    log: LogConfig = LogConfig()
+
+    def run_dir(self) -> Path:
+        return Path(self.log.runs_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys to scalars, for TensorBoard's HParams view."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            elif isinstance(value, list):
+                out[prefix] = str(value)
+            else:
+                out[prefix] = "none" if value is None else value
+
+        walk("", self.to_dict())
+        return out
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.epochs=3' -> (['train', 'epochs'], 3); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text}: expected key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def validate(model_cls: type[StrictModel], data: dict[str, Any], source: str) -> Any:
+    """Validate `data` against `model_cls`; any problem becomes one ConfigError line per field."""
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        lines = [format_error(model_cls, err, source) for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    data = apply_overrides(read_yaml(path), overrides or [])
+    source = f"{path}" + (" (with --set)" if overrides else "")
+    return validate(Config, data, source)
+
+
+# --- readable validation errors -----------------------------------------------------------
+
+
+def _submodels(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [a for arg in typing.get_args(annotation) for a in _submodels(arg)]
+
+
+def _walk(root: type[BaseModel], loc: tuple) -> tuple[list[str], list[type[BaseModel]]]:
+    """Follow a pydantic error location through nested models.
+
+    Returns the dotted path a user would write (discriminated-union tags such as 'vae' in
+    ('model', 'vae', 'n_layers') dropped) and the models that may own the last key.
+    """
+    path: list[str] = []
+    candidates = [root]
+    for part in loc[:-1]:
+        owner = next((m for m in candidates if str(part) in m.model_fields), None)
+        if owner is None:
+            tagged = [m for m in candidates if _kind(m) == part]
+            if tagged:
+                candidates = tagged
+            else:  # an index into a list or tuple
+                path.append(str(part))
+                candidates = []
+            continue
+        path.append(str(part))
+        candidates = _submodels(owner.model_fields[str(part)].annotation)
+    return path, candidates
+
+
+def _kind(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("kind")
+    return field.default if field else None
+
+
+def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str:
+    loc = tuple(err["loc"])
+    path, owner = _walk(root, loc)
+    last = str(loc[-1]) if loc else ""
+    dotted = ".".join(path + [last]) if last else ".".join(path)
+    if err["type"] == "extra_forbidden":
+        valid = sorted({name for model in owner for name in model.model_fields})
+        close = difflib.get_close_matches(last, valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{'.'.join(path + [close[0]])}'?" if close else ""
+        if valid and not close:
+            hint = f"; valid keys: {', '.join(valid)}"
+        return f"{source}: unknown key '{dotted}'{hint}"
+    if err["type"] == "missing":
+        return f"{source}: {dotted}: a value is required"
+    msg = err["msg"].replace("Input should be", "expected").replace("String should", "expected to")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    got = err.get("input")
+    return f"{source}: {dotted}: {msg}, got {got!r}"

@@ -1,0 +1,230 @@
+"""Datasets as uint8 tensors: finding IDX files, validating them, and the seeded held-out split.
+
+Each split is read once into a (N, C, H, W) uint8 tensor on the training device; the Trainer
+slices batches out of it, so no Python runs per image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genmodels.errors import DataError
+
+# Dataset name -> (folder in our layout, torchvision class whose <root>/<Class>/raw/ we also read).
+DATASETS = {
+    "mnist": ("mnist", "MNIST"),
+    "fashion-mnist": ("fashion-mnist", "FashionMNIST"),
+}
+SPLIT_FILES = {"train": "train", "test": "t10k"}
+_IDX_DTYPES = {0x08: torch.uint8}
+
+
+@dataclass
+class Split:
+    """Images (N, C, H, W) uint8 and labels (N,) int64, on one device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        index = index.to(self.images.device)
+        return Split(self.images[index], self.labels[index])
+
+
+@dataclass
+class DataSplits:
+    train: Split
+    heldout: Split
+    test: Split
+    name: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+# --- IDX files ----------------------------------------------------------------------------
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read an IDX file (raw or gzipped) into a uint8 tensor, checking its header and size."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:  # gzip raises these on truncated or corrupt input
+        raise DataError(f"{path}: cannot read IDX file ({exc})") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: not an IDX file (only {len(raw)} bytes)")
+    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
+        raise DataError(
+            f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x0000080N for unsigned bytes)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = header + _prod(dims)
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: IDX size mismatch: header says dims {dims} = {expected} bytes, file has {len(raw)}"
+        )
+    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header)
+    return data.reshape(dims)
+
+
+def _prod(values: list[int]) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def read_idx_split(images_path: Path, labels_path: Path) -> Split:
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim not in (3, 4):
+        raise DataError(f"{images_path}: expected image dims (N, H, W) or (N, H, W, C), got {list(images.shape)}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected label dims (N,), got {list(labels.shape)}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in {images_path.name}"
+        )
+    images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    return Split(images, labels.long())
+
+
+# --- finding the files --------------------------------------------------------------------
+
+
+def candidate_roots(root: str | Path | None = None) -> list[Path]:
+    """Where data is looked for, in order: explicit root, $GENMODELS_DATA, ~/.cache/genmodels/data."""
+    roots = []
+    if root:
+        roots.append(Path(root).expanduser())
+    env = os.environ.get("GENMODELS_DATA")
+    if env:
+        roots.append(Path(env).expanduser())
+    roots.append(Path.home() / ".cache" / "genmodels" / "data")
+    return list(dict.fromkeys(roots))
+
+
+def _split_paths(folder: Path, split: str) -> tuple[Path, Path] | None:
+    prefix = SPLIT_FILES[split]
+    found = []
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+        for suffix in ("", ".gz"):
+            path = folder / f"{prefix}-{kind}{suffix}"
+            if path.is_file():
+                found.append(path)
+                break
+        else:
+            return None
+    return found[0], found[1]
+
+
+def _folders(root: Path, name: str) -> list[Path]:
+    ours, tv_class = DATASETS[name]
+    return [root / ours, root / tv_class / "raw"]
+
+
+def find_dataset(name: str, root: str | Path | None = None) -> tuple[dict[str, tuple[Path, Path]], list[Path]]:
+    """Return {'train': (images, labels), 'test': (...)} from the first folder holding both, and the folders tried."""
+    if name not in DATASETS:
+        raise DataError(f"data.name: unknown dataset '{name}' (expected one of {', '.join(DATASETS)})")
+    tried = []
+    for base in candidate_roots(root):
+        for folder in _folders(base, name):
+            tried.append(folder)
+            paths = {split: _split_paths(folder, split) for split in SPLIT_FILES}
+            if all(paths.values()):
+                return paths, tried  # type: ignore[return-value]
+    return {}, tried
+
+
+def _download(name: str, root: Path) -> None:
+    """Fetch with torchvision into <root>/<Class>/raw/, the layout find_dataset also reads."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, DATASETS[name][1])
+    for train in (True, False):
+        cls(str(root), train=train, download=True)
+
+
+def load_raw(name: str, root: str | Path | None = None, download: bool = True) -> dict[str, Split]:
+    """The official train and test splits of `name` as uint8 tensors on the CPU."""
+    paths, tried = find_dataset(name, root)
+    if not paths and download:
+        target = candidate_roots(root)[0]
+        try:
+            _download(name, target)
+        except Exception as exc:  # network, permissions, corrupt download: all end the same way
+            reason = f"download into {target} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        else:
+            reason = ""
+        paths, tried = find_dataset(name, root)
+        if not paths:
+            tried_text = ", ".join(str(p) for p in tried)
+            raise DataError(
+                f"dataset '{name}' not found (looked in {tried_text}; {reason or 'download gave no files'}). "
+                f"Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
+                f"t10k-labels-idx1-ubyte.gz in <root>/{DATASETS[name][0]}/ and pass --data-root <root> "
+                f"or set GENMODELS_DATA=<root>"
+            )
+    if not paths:
+        tried_text = ", ".join(str(p) for p in tried)
+        raise DataError(
+            f"dataset '{name}' not found (looked in {tried_text}; download is off). Put the four IDX files "
+            f"in <root>/{DATASETS[name][0]}/ and pass --data-root <root> or set GENMODELS_DATA=<root>"
+        )
+    return {split: read_idx_split(*pair) for split, pair in paths.items()}
+
+
+# --- splits -------------------------------------------------------------------------------
+
+
+def heldout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, heldout) of a seeded random split of range(n); heldout gets round(fraction*n)."""
+    n_heldout = max(1, round(n * fraction))
+    if n_heldout >= n:
+        raise DataError(f"data.heldout_fraction={fraction} leaves no training images out of {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_heldout:].sort().values, perm[:n_heldout].sort().values
+
+
+def load_splits(
+    name: str,
+    root: str | Path | None = None,
+    heldout_fraction: float = 0.1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    download: bool = True,
+) -> DataSplits:
+    """Train / held-out / test splits on `device`. Held-out is carved from train; test is untouched."""
+    raw = load_raw(name, root, download)
+    train_idx, heldout_idx = heldout_split(len(raw["train"]), heldout_fraction, seed)
+    return DataSplits(
+        train=raw["train"].subset(train_idx).to(device),
+        heldout=raw["train"].subset(heldout_idx).to(device),
+        test=raw["test"].to(device),
+        name=name,
+    )
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1]. Models call this inside their step, on the device."""
+    return images.float().div_(255.0)

@@ -1,0 +1,19 @@
+"""Errors a user can fix: the CLI prints them as one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """Bad input (config, path, data file). The message is the whole story: no traceback."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config value is missing, unknown, of the wrong type or out of range."""
+
+
+class DataError(UserError):
+    """Dataset files are missing or malformed."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN/inf; the tuner records it as a failed trial and moves on."""

@@ -1,0 +1,341 @@
+"""The shared training loop. It knows the model contract (models/base.py) and nothing about VAEs or GANs.
+
+    trainer = Trainer(load_config("experiments/vae_mnist.yaml"))
+    result = trainer.fit()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from genmodels import checkpoint as ckpt
+from genmodels.config import Config
+from genmodels.data import DataSplits, Split, load_splits
+from genmodels.errors import ConfigError, NonFiniteLossError
+from genmodels.models import GenerativeModel, build_model
+from genmodels.tblog import grid, log_hparams
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' asked for but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def iter_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive slices of a split: evaluation needs no shuffling."""
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start : start + batch_size]
+
+
+class Updater:
+    """Applies one optimizer update for a model's training_step.
+
+    Mixed precision and gradient clipping live here, once, so no model repeats them. On CUDA
+    autocast uses bfloat16 where supported (no loss scaling needed), else float16 with a
+    GradScaler per optimizer; on CPU both are off and this is a plain backward + step.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
+                 amp: bool = False, grad_clip: float | None = None):
+        self.optimizers = optimizers
+        self.device = device
+        self.amp = amp and device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+        use_scaler = self.amp and self.amp_dtype == torch.float16
+        self.scalers = {name: torch.amp.GradScaler(device.type, enabled=use_scaler) for name in optimizers}
+        self.grad_clip = grad_clip
+
+    @classmethod
+    def plain(cls, optimizers: dict[str, torch.optim.Optimizer]) -> "Updater":
+        """For using a model without the Trainer: no AMP, no clipping."""
+        return cls(optimizers, torch.device("cpu"))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        opt, scaler = self.optimizers[name], self.scalers[name]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.grad_clip is not None:
+            scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None:
+        """Called after each epoch's held-out evaluation and checkpoint. May raise to stop
+        (the tuner's pruning callback raises optuna.TrialPruned) or set trainer.should_stop."""
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        data: DataSplits | None = None,
+        model: GenerativeModel | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_dir: str | Path | None = None,
+        quiet: bool = False,
+    ):
+        self.cfg = cfg
+        self.device = pick_device(cfg.train.device)
+        self.run_dir = Path(run_dir) if run_dir else cfg.run_dir()
+        self.callbacks = list(callbacks)
+        self.quiet = quiet
+        torch.manual_seed(cfg.seed)
+        self.data = data or load_splits(
+            cfg.data.name, cfg.data.root, cfg.data.heldout_fraction, cfg.seed, self.device, cfg.data.download
+        )
+        torch.manual_seed(cfg.seed)  # the same init whatever loading consumed
+        self.model = (model or build_model(cfg.model, self.data.image_shape)).to(self.device)
+        self.optimizers = self.model.configure_optimizers(cfg.optim)
+        self.updater = Updater(self.optimizers, self.device, cfg.train.amp, cfg.train.grad_clip)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed + 1)
+        # Progress, all of it saved in checkpoints.
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimizer steps (training_step calls)
+        self.batch_index = 0  # within the current epoch
+        self.perm: torch.Tensor | None = None  # the current epoch's order
+        self.best: dict[str, Any] | None = None  # {"epoch", "value", "metrics"}
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self.should_stop = False
+        self.stop_reason = ""
+        self._interrupted = False
+        self._writer: SummaryWriter | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.cfg.model.kind,
+            "config": self.cfg.to_dict(),
+            "image_shape": list(self.data.image_shape),
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scalers": {k: s.state_dict() for k, s in self.updater.scalers.items()},
+            "rng": ckpt.rng_state(self.shuffle),
+            "epoch": self.epoch,
+            "step": self.step,
+            "batch_index": self.batch_index,
+            "perm": self.perm,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["config"]["model"] != self.cfg.model.model_dump(mode="json"):
+            raise ConfigError(
+                f"{self.run_dir}: checkpoint was trained with model {state['config']['model']}, "
+                f"the config now says {self.cfg.model.model_dump(mode='json')}"
+            )
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, scaler in self.updater.scalers.items():
+            scaler.load_state_dict(state["scalers"][name])
+        ckpt.set_rng_state(state["rng"], self.shuffle)
+        self.epoch, self.step, self.batch_index = state["epoch"], state["step"], state["batch_index"]
+        self.perm = state["perm"]
+        self.best, self.bad_epochs, self.history = state["best"], state["bad_epochs"], state["history"]
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.run_dir / name
+        ckpt.save_checkpoint(path, self.state_dict())
+        return path
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until cfg.train.epochs, early stopping or a callback says stop.
+
+        resume=True continues exactly from run_dir/last.pt: same parameters, optimizer moments,
+        RNG streams and data order as if training had never stopped.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_state_dict(ckpt.load_checkpoint(self.run_dir / "last.pt", self.device))
+        ckpt.write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        # purge_step drops events a crashed run wrote after its last checkpoint.
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step if resume else None)
+        start = time.perf_counter()
+        try:
+            with self._interrupt_guard():
+                while self.epoch < self.cfg.train.epochs and not self.should_stop:
+                    self._train_epoch()
+                    self._end_epoch()
+        except KeyboardInterrupt:
+            self.save()
+            self._log(f"interrupted at epoch {self.epoch + 1}, step {self.step}; saved {self.run_dir / 'last.pt'}; "
+                      f"continue with --resume")
+            raise
+        finally:
+            result = self._finish(time.perf_counter() - start)
+            self._writer.close()
+        return result
+
+    def _train_epoch(self) -> None:
+        train = self.data.train.images
+        bs = self.cfg.train.batch_size
+        if self.perm is None:
+            self.perm = torch.randperm(train.shape[0], generator=self.shuffle)
+        perm = self.perm.to(self.device)
+        n_batches = math.ceil(train.shape[0] / bs)
+        window: dict[str, torch.Tensor] = {}
+        count = 0
+        self.model.train()
+        bar = tqdm(total=n_batches, initial=self.batch_index, desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
+                   disable=self.quiet or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+        try:
+            while self.batch_index < n_batches:
+                idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
+                losses = self.model.training_step(train[idx], self.updater)
+                self.step += 1
+                self.batch_index += 1
+                for k, v in losses.items():
+                    window[k] = window[k] + v if k in window else v.clone()
+                count += 1
+                if self.step % self.cfg.train.log_every == 0:
+                    bar.set_postfix(self._flush(window, count), refresh=False)
+                    window, count = {}, 0
+                bar.update()
+                if self._interrupted:
+                    raise KeyboardInterrupt
+        finally:
+            if count:  # log the partial window, also when interrupted, so nothing is lost
+                self._flush(window, count)
+            bar.close()
+        self.perm = None
+        self.batch_index = 0
+
+    def _flush(self, window: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+        values = {k: (v / count).item() for k, v in window.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(f"non-finite train/{bad[0]} = {values[bad[0]]} at step {self.step}")
+        for k, v in values.items():
+            self._writer.add_scalar(f"train/{k}", v, self.step)
+        return values
+
+    def evaluate(self, split: Split, **options: Any) -> dict[str, float]:
+        """The model's metrics on a split, with a fixed generator: same weights, same numbers."""
+        self.model.eval()
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
+        batches = iter_batches(split.images, self.cfg.train.eval_batch_size)
+        return self.model.evaluate(batches, generator, **options)
+
+    def _end_epoch(self) -> None:
+        metrics = self.evaluate(self.data.heldout)
+        self.epoch += 1
+        for k, v in metrics.items():
+            self._writer.add_scalar(f"heldout/{k}", v, self.step)
+        self._log_images()
+        self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
+        value = metrics[self.model.monitor]
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite heldout/{self.model.monitor} = {value} at epoch {self.epoch}")
+        if self._improved(value):
+            self.best = {"epoch": self.epoch, "value": value, "metrics": metrics}
+            self.bad_epochs = 0
+            self.save("best.pt")
+        else:
+            self.bad_epochs += 1
+            if self.cfg.train.patience and self.bad_epochs >= self.cfg.train.patience:
+                self.should_stop = True
+                self.stop_reason = f"early stop: no heldout/{self.model.monitor} gain in {self.bad_epochs} epochs"
+        if self.epoch % self.cfg.train.checkpoint_every == 0 or self.should_stop or self.epoch == self.cfg.train.epochs:
+            self.save()
+        self._log(f"epoch {self.epoch}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, self.epoch, metrics)
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        delta = self.cfg.train.min_delta
+        if self.model.monitor_mode == "max":
+            return value > self.best["value"] + delta
+        return value < self.best["value"] - delta
+
+    def _log_images(self) -> None:
+        n = min(self.cfg.log.n_images, len(self.data.heldout))
+        nrow = max(1, int(math.sqrt(n)))
+        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)  # fixed noise
+        self.model.eval()
+        for name, images in self.model.image_grids(self.data.heldout.images[:n], generator).items():
+            self._writer.add_image(f"samples/{name}", grid(images, nrow), self.step)
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        final = {k: v for k, v in last.items() if k not in ("epoch", "step")}
+        result = {
+            "name": self.cfg.name,
+            "run_dir": str(self.run_dir),
+            "device": str(self.device),
+            "epochs": self.epoch,
+            "steps": self.step,
+            "monitor": self.model.monitor,
+            "heldout": final,
+            "best": self.best,
+            "stop_reason": self.stop_reason,
+            "train_seconds": round(seconds, 3),
+            "history": self.history,
+        }
+        if final:
+            log_hparams(self._writer, self.cfg.flat(), {f"heldout_{k}": v for k, v in final.items()}, self.step)
+            ckpt.write_json(self.run_dir / "metrics.json", result)
+            self.model.eval()
+            generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
+            images = self.model.sample(self.cfg.log.n_images, generator)
+            nrow = max(1, int(math.sqrt(self.cfg.log.n_images)))
+            ckpt.atomic_write(self.run_dir / "samples.png",
+                              lambda tmp: save_image(images.cpu(), tmp, nrow=nrow, format="png"))
+        return result
+
+    # --- small helpers -----------------------------------------------------------------------
+
+    def _log(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message, file=sys.stderr)
+
+    @contextlib.contextmanager
+    def _interrupt_guard(self) -> Iterator[None]:
+        """First Ctrl-C: finish the current step, checkpoint, stop. Second: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self._interrupted = False

@@ -50,7 +50,9 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(1000, ge=1)
     grad_clip: float | None = Field(None, gt=0.0)  # max global grad norm
-    amp: bool = True  # mixed precision; only ever used on CUDA
+    # auto: bfloat16 autocast on CUDA (float16 + loss scaling where bf16 is missing), float32 on
+    # CPU. bf16 on a CPU with AVX512-BF16/AMX runs the matmuls ~1.6x faster at bf16 precision.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     patience: int | None = Field(None, ge=1)  # early stopping on the held-out monitor
     min_delta: float = Field(0.0, ge=0.0)
     log_every: int = Field(10, ge=1)  # steps between train/ scalars (mean over the window)

@@ -43,31 +43,41 @@ def iter_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor
         yield images[start : start + batch_size]
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a `train.precision` setting means on `device`; None is float32."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision: 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 class Updater:
     """Applies one optimizer update for a model's training_step.
 
-    Mixed precision and gradient clipping live here, once, so no model repeats them. On CUDA
-    autocast uses bfloat16 where supported (no loss scaling needed), else float16 with a
-    GradScaler per optimizer; on CPU both are off and this is a plain backward + step.
+    Mixed precision and gradient clipping live here, once, so no model repeats them. float16
+    gets a GradScaler per optimizer (its gradients underflow otherwise); bfloat16 has float32's
+    range and needs none.
     """
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
-                 amp: bool = False, grad_clip: float | None = None):
+                 amp_dtype: torch.dtype | None = None, grad_clip: float | None = None):
         self.optimizers = optimizers
         self.device = device
-        self.amp = amp and device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
-        use_scaler = self.amp and self.amp_dtype == torch.float16
+        self.amp_dtype = amp_dtype
+        use_scaler = amp_dtype == torch.float16
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=use_scaler) for name in optimizers}
         self.grad_clip = grad_clip
 
     @classmethod
     def plain(cls, optimizers: dict[str, torch.optim.Optimizer]) -> "Updater":
-        """For using a model without the Trainer: no AMP, no clipping."""
+        """For using a model without the Trainer: float32, no clipping."""
         return cls(optimizers, torch.device("cpu"))
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.amp:
+        if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
@@ -111,7 +121,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same init whatever loading consumed
         self.model = (model or build_model(cfg.model, self.data.image_shape)).to(self.device)
         self.optimizers = self.model.configure_optimizers(cfg.optim)
-        self.updater = Updater(self.optimizers, self.device, cfg.train.amp, cfg.train.grad_clip)
+        self.updater = Updater(self.optimizers, self.device, autocast_dtype(cfg.train.precision, self.device),
+                               cfg.train.grad_clip)
         self.shuffle = torch.Generator().manual_seed(cfg.seed + 1)
         # Progress, all of it saved in checkpoints.
         self.epoch = 0  # completed epochs

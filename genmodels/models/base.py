@@ -61,10 +61,14 @@ def make_optimizer(params: Iterable[nn.Parameter], optim: "OptimConfig", lr: flo
     """An optimizer from the config's `optim` section; `lr`/`betas` override it (e.g. per GAN net)."""
     lr = optim.lr if lr is None else lr
     betas = optim.betas if betas is None else betas
+    params = list(params)
+    # The fused kernel updates all parameters in one pass: for small models on a CPU the
+    # per-parameter Python loop of the default implementation costs as much as the matmuls.
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     if optim.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=optim.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=optim.weight_decay, fused=fused)
     if optim.name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=optim.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=optim.weight_decay, fused=fused)
     if optim.name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=betas[0], weight_decay=optim.weight_decay)
     raise ValueError(f"optim.name: unknown optimizer '{optim.name}'")

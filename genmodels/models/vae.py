@@ -126,7 +126,7 @@ class VAE(GenerativeModel):
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image reconstruction NLL and KL (nats); -ELBO = recon + KL."""
         mu, logvar = self.encode(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        eps = torch.randn_like(mu) if generator is None else torch.randn(mu.shape, generator=generator, device=mu.device)
         z = mu + eps * (0.5 * logvar).exp()  # reparameterisation: gradients flow through mu, logvar
         recon = reconstruction_nll(self.decode(z), x, self.likelihood, self.log_sigma)
         return recon, gaussian_kl(mu, logvar)

@@ -1,0 +1,230 @@
+"""Training throughput: a pytorch/examples-style VAE loop vs the genmodels Trainer, side by side.
+
+Both train the same MLP VAE (784-400-20, Bernoulli, batch 128, Adam 1e-3) on the full
+Fashion-MNIST training split, alternating within one process so both see the same machine
+state. Prints images/s for each, their ratio, and achieved GFLOP/s against a matmul peak
+measured in the same run; writes benchmarks/results/train_throughput.json.
+
+    GENMODELS_DATA=../shared/datasets python benchmarks/train_throughput.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import datasets, transforms
+
+from genmodels.config import Config
+from genmodels.data import find_dataset
+from genmodels.models import VAE
+from genmodels.train import Trainer, Updater
+
+RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
+
+
+# --- (a) the pytorch/examples VAE, verbatim in structure -------------------------------------
+
+
+class ExamplesVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    def decode(self, z):
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x.view(-1, 784))
+        z = self.reparameterize(mu, logvar)
+        return self.decode(z), mu, logvar
+
+
+def examples_loss(recon_x, x, mu, logvar):
+    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def examples_epoch(root: Path, device: torch.device) -> tuple[int, float]:
+    """One epoch the pytorch/examples way: torchvision dataset + DataLoader, one image at a time."""
+    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    train = datasets.FashionMNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
+    loader = DataLoader(train, batch_size=128, shuffle=True, **kwargs)
+    model = ExamplesVAE().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    start = time.perf_counter()
+    train_loss = 0.0
+    for data, _ in loader:
+        data = data.to(device)
+        optimizer.zero_grad()
+        recon, mu, logvar = model(data)
+        loss = examples_loss(recon, data, mu, logvar)
+        loss.backward()
+        train_loss += loss.item()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(train), time.perf_counter() - start
+
+
+# --- (b) the genmodels Trainer --------------------------------------------------------------
+
+
+def trainer_config(runs_dir: str, data_root: str, precision: str = "fp32") -> Config:
+    return Config.model_validate({
+        "name": "throughput",
+        "data": {"name": "fashion-mnist", "root": data_root, "heldout_fraction": 0.1},
+        "model": {"kind": "vae", "arch": "mlp", "n_layers": 1, "hidden": 400, "latent_dim": 20},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 1, "batch_size": 128, "precision": precision},
+        "log": {"runs_dir": runs_dir, "n_images": 16},
+    })
+
+
+def trainer_epoch(cfg: Config, run_dir: Path) -> tuple[int, float]:
+    """One epoch through Trainer.fit, everything included: data load, held-out eval, TensorBoard,
+    checkpoints."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    trainer = Trainer(cfg, run_dir=run_dir, quiet=True)
+    trainer.fit()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(trainer.data.train), time.perf_counter() - start
+
+
+# --- FLOPs and peak -------------------------------------------------------------------------
+
+
+def flops_per_image(device: torch.device) -> float:
+    """FLOPs of one training step (forward + backward) of the VAE, per image, counted by torch."""
+    model = VAE((1, 28, 28), "mlp", 1, 400, 20).to(device)
+    update = Updater(model.configure_optimizers(trainer_config(".", ".").optim), device)
+    batch = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model.training_step(batch, update)
+    return counter.get_total_flops() / 128
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def torchvision_root(tmp: Path) -> Path:
+    """torchvision reads <root>/FashionMNIST/raw/*-ubyte (unzipped); build that from our files."""
+    paths, tried = find_dataset("fashion-mnist")
+    if not paths:
+        raise SystemExit(f"fashion-mnist not found (looked in {', '.join(map(str, tried))}); set GENMODELS_DATA")
+    raw = tmp / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for pair in paths.values():
+        for src in pair:
+            dst = raw / src.name.removesuffix(".gz")
+            opener = gzip.open if src.suffix == ".gz" else open
+            with opener(src, "rb") as fin, open(dst, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    return tmp
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of one epoch each")
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        tv_root = torchvision_root(tmp / "tv")
+        # The Trainer reads the same unzipped files, through the torchvision layout.
+        runs = tmp / "runs"
+        variants = {
+            "examples": lambda: examples_epoch(tv_root, device),
+            "genmodels": lambda: trainer_epoch(trainer_config(str(runs), str(tv_root)), runs / "throughput"),
+            # Our optional bf16 autocast: same model, lower-precision matmuls. Not like-for-like
+            # with the float32 examples loop, so it is reported beside the headline ratio.
+            "genmodels_bf16": lambda: trainer_epoch(trainer_config(str(runs), str(tv_root), "bf16"),
+                                                    runs / "throughput"),
+        }
+        peak = matmul_peak_gflops(device)
+        per_image = flops_per_image(device)
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        torch.manual_seed(0)
+        for r in range(args.warmup + args.rounds):
+            label = "warm-up" if r < args.warmup else f"round {r - args.warmup + 1}/{args.rounds}"
+            for name, run in variants.items():
+                images, seconds = run()
+                if r >= args.warmup:
+                    rates[name].append(images / seconds)
+                print(f"{label:<12} {name:<15} {images} images in {seconds:6.2f}s  "
+                      f"= {images / seconds:8.0f} images/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = med["genmodels"] / med["examples"]
+    ratio_bf16 = med["genmodels_bf16"] / med["examples"]
+    gflops = {k: v * per_image / 1e9 for k, v in med.items()}
+    result = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "rounds": args.rounds,
+        "images_per_s": {k: round(v, 1) for k, v in med.items()},
+        "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ratio_genmodels_over_examples": round(ratio, 3),
+        "ratio_genmodels_bf16_over_examples": round(ratio_bf16, 3),
+        "train_flops_per_image": per_image,
+        "achieved_gflops": {k: round(v, 2) for k, v in gflops.items()},
+        "matmul_peak_gflops_fp32": round(peak, 2),
+        "fraction_of_fp32_peak": {k: round(v / peak, 4) for k, v in gflops.items()},
+        "target_ratio": 3.0,
+    }
+    print()
+    for name in variants:
+        print(f"{name:<15}: {med[name]:8.0f} images/s  {gflops[name]:6.2f} GFLOP/s  ({gflops[name] / peak:.1%} of peak)")
+    print(f"ratio fp32     : {ratio:.2f}x (target >= 3x)")
+    print(f"ratio bf16     : {ratio_bf16:.2f}x")
+    print(f"matmul peak    : {peak:.1f} GFLOP/s (float32, 2048x2048)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -189,9 +189,14 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.load_state_dict(ckpt.load_checkpoint(self.run_dir / "last.pt", self.device))
+        else:
+            # The global RNG drives e.g. the VAE's reparameterisation noise. Seeding it here, not
+            # only at construction, keeps two Trainers built side by side independent.
+            torch.manual_seed(self.cfg.seed)
         ckpt.write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        # purge_step drops events a crashed run wrote after its last checkpoint.
-        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step if resume else None)
+        # purge_step drops events a crashed run wrote after its last checkpoint (those at the
+        # checkpoint's own step were written before it and stay).
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if resume else None)
         start = time.perf_counter()
         try:
             with self._interrupt_guard():

@@ -1,0 +1,53 @@
+"""End to end through the command line, as a user runs it."""
+
+import json
+
+import yaml
+from PIL import Image
+
+from conftest import run_cli
+
+
+def write_config(tmp_path):
+    cfg = {
+        "name": "cli",
+        "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
+        "train": {"epochs": 2, "batch_size": 256},
+        "log": {"runs_dir": str(tmp_path / "runs"), "n_images": 16},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_train_eval_sample(tmp_path):
+    cfg = write_config(tmp_path)
+    result = run_cli("train", str(cfg), "--quiet")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "runs" / "cli"
+    assert "neg_elbo" in result.stdout and f"tensorboard --logdir {tmp_path / 'runs'}" in result.stdout
+
+    again = run_cli("train", str(cfg), "--quiet")
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"genmodels: error: {run} already holds a run; pass --resume to continue it, or --name NEW for a new run"
+
+    more = run_cli("train", str(cfg), "--quiet", "--resume", "--set", "train.epochs=3")
+    assert more.returncode == 0, more.stderr
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+
+    ev = run_cli("eval", str(run), "--split", "test", "--iwae-k", "8", "--quiet")
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads((run / "eval_test.json").read_text())
+    assert report["split"] == "test" and report["images"] == 10000
+    assert report["metrics"]["iwae_nll"] > 0 and "neg_elbo" in report["metrics"]
+
+    png = tmp_path / "grid.png"
+    sm = run_cli("sample", str(run), "-n", "9", "-o", str(png))
+    assert sm.returncode == 0, sm.stderr
+    assert Image.open(png).size == (3 * 28 + 4 * 2, 3 * 28 + 4 * 2)
+
+
+def test_eval_missing_run_dir(tmp_path):
+    result = run_cli("eval", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"genmodels: error: {tmp_path / 'nope'}: no such run directory"

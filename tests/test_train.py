@@ -1,0 +1,156 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from genmodels import checkpoint as ckpt
+from genmodels.errors import NonFiniteLossError, UserError
+from genmodels.models import VAE
+from genmodels.train import Trainer
+
+from conftest import tiny_config
+
+
+def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def params(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = Trainer(tiny_config(tmp_path, "name=a", "train.epochs=2"), quiet=True)
+    b = Trainer(tiny_config(tmp_path, "name=b", "train.epochs=2"), quiet=True)
+    ra, rb = a.fit(), b.fit()
+    assert ra["history"] == rb["history"]
+    assert all(torch.equal(x, y) for x, y in zip(params(a.model), params(b.model)))
+    sa, sb = scalars(a.run_dir), scalars(b.run_dir)
+    assert sa["train/loss"] == sb["train/loss"] and len(sa["train/loss"]) >= 5
+    c = Trainer(tiny_config(tmp_path, "name=c", "train.epochs=2", "seed=1"), quiet=True)
+    assert c.fit()["history"] != ra["history"]
+
+
+def test_resume_equivalence(tmp_path):
+    """2 epochs straight == 1 epoch, checkpoint, resume for 1 more: bitwise parameters, same logs."""
+    straight = Trainer(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
+    straight.fit()
+    first = Trainer(tiny_config(tmp_path, "name=split", "train.epochs=1"), quiet=True)
+    first.fit()
+    resumed = Trainer(tiny_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
+    result = resumed.fit(resume=True)
+    assert result["epochs"] == 2 and resumed.step == straight.step
+    for a, b in zip(params(straight.model), params(resumed.model)):
+        assert torch.equal(a, b)
+    for name, opt in straight.optimizers.items():
+        sa, sb = opt.state_dict()["state"], resumed.optimizers[name].state_dict()["state"]
+        assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
+    s1, s2 = scalars(straight.run_dir), scalars(resumed.run_dir)
+    for tag in ("train/loss", "train/recon", "train/kl", "heldout/neg_elbo", "heldout/recon"):
+        assert s1[tag] == s2[tag], tag
+    assert straight.history == resumed.history
+
+
+class InterruptingVAE(VAE):
+    """Sends itself Ctrl-C in the middle of an epoch, as a user would."""
+
+    interrupt_at = 7
+
+    def training_step(self, batch, update):
+        out = super().training_step(batch, update)
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+
+def test_ctrl_c_mid_epoch_then_resume_is_exact(tmp_path):
+    straight = Trainer(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
+    straight.fit()
+    cfg = tiny_config(tmp_path, "name=interrupted", "train.epochs=2")
+    torch.manual_seed(cfg.seed)
+    model = InterruptingVAE((1, 28, 28), hidden=32, latent_dim=4)
+    interrupted = Trainer(cfg, model=model, quiet=True)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    state = ckpt.load_checkpoint(interrupted.run_dir / "last.pt")
+    assert state["epoch"] == 0 and state["batch_index"] == 7 and state["step"] == 7
+    resumed = Trainer(cfg, quiet=True)
+    resumed.fit(resume=True)
+    for a, b in zip(params(straight.model), params(resumed.model)):
+        assert torch.equal(a, b)
+    assert scalars(straight.run_dir)["heldout/neg_elbo"] == scalars(resumed.run_dir)["heldout/neg_elbo"]
+
+
+def test_run_dir_contents_and_tensorboard_tags(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, "train.epochs=2"), quiet=True)
+    trainer.fit()
+    run = trainer.run_dir
+    for name in ("config.yaml", "metrics.json", "last.pt", "best.pt", "samples.png"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["monitor"] == "neg_elbo"
+    assert set(metrics["heldout"]) >= {"recon", "kl", "neg_elbo"}
+
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/recon", "train/kl", "heldout/neg_elbo", "heldout/kl",
+            "hparams/heldout_neg_elbo"} <= set(tags["scalars"])
+    assert {"samples/fixed_noise", "samples/reconstructions"} <= set(tags["images"])
+    assert len(acc.Images("samples/fixed_noise")) == 2  # one grid per epoch
+    hparams = acc.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"} <= set(hparams)
+    start = hparams["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info
+    assert info.hparams["optim.lr"].number_value == pytest.approx(1e-3)
+    assert info.hparams["model.kind"].string_value == "vae"
+
+
+def test_checkpoint_loads_weights_only(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path), quiet=True)
+    trainer.fit()
+    state = torch.load(trainer.run_dir / "last.pt", weights_only=True)
+    assert state["format_version"] == ckpt.FORMAT_VERSION and state["epoch"] == 1
+    assert not list(trainer.run_dir.glob("*.tmp"))
+    (trainer.run_dir / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="broken.pt: not a readable checkpoint"):
+        ckpt.load_checkpoint(trainer.run_dir / "broken.pt")
+
+
+def test_early_stopping(tmp_path):
+    # min_delta larger than any possible gain: every epoch after the first counts as no gain.
+    trainer = Trainer(tiny_config(tmp_path, "train.epochs=10", "train.patience=2", "train.min_delta=1e9"), quiet=True)
+    result = trainer.fit()
+    assert result["epochs"] == 3 and result["best"]["epoch"] == 1
+    assert "early stop" in result["stop_reason"]
+
+
+def test_nan_loss_raises(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, "optim.lr=1e12", "optim.name=sgd", "train.log_every=1"), quiet=True)
+    with pytest.raises(NonFiniteLossError, match="non-finite train/"):
+        trainer.fit()
+
+
+def test_callback_sees_each_epoch(tmp_path):
+    seen = []
+
+    class Recorder:
+        def on_epoch_end(self, trainer, epoch, metrics):
+            seen.append((epoch, metrics["neg_elbo"]))
+            if epoch == 2:
+                trainer.should_stop = True
+
+    Trainer(tiny_config(tmp_path, "train.epochs=5"), callbacks=[Recorder()], quiet=True).fit()
+    assert [e for e, _ in seen] == [1, 2]
+
+
+def test_grad_clip_and_bf16_run(tmp_path):
+    result = Trainer(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
+    assert result["heldout"]["neg_elbo"] > 0

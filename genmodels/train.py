@@ -54,6 +54,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def bar_iter(items: Iterator[torch.Tensor], bar: tqdm) -> Iterator[torch.Tensor]:
+    for item in items:
+        yield item
+        bar.update()
+
+
 class Updater:
     """Applies one optimizer update for a model's training_step.
 
@@ -155,6 +161,7 @@ class Trainer:
             "best": self.best,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
+            "stop_reason": self.stop_reason,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -172,6 +179,9 @@ class Trainer:
         self.epoch, self.step, self.batch_index = state["epoch"], state["step"], state["batch_index"]
         self.perm = state["perm"]
         self.best, self.bad_epochs, self.history = state["best"], state["bad_epochs"], state["history"]
+        # An early-stopped run is finished: resuming it reports, it does not train on.
+        self.stop_reason = state["stop_reason"]
+        self.should_stop = bool(self.stop_reason)
 
     def save(self, name: str = "last.pt") -> Path:
         path = self.run_dir / name
@@ -223,8 +233,7 @@ class Trainer:
         window: dict[str, torch.Tensor] = {}
         count = 0
         self.model.train()
-        bar = tqdm(total=n_batches, initial=self.batch_index, desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}",
-                   disable=self.quiet or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
+        bar = self._progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.batch_index)
         try:
             while self.batch_index < n_batches:
                 idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
@@ -261,7 +270,9 @@ class Trainer:
         self.model.eval()
         generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
         batches = iter_batches(split.images, self.cfg.train.eval_batch_size)
-        return self.model.evaluate(batches, generator, **options)
+        total = math.ceil(len(split) / self.cfg.train.eval_batch_size)
+        with self._progress(total, "evaluating") as bar:
+            return self.model.evaluate(bar_iter(batches, bar), generator, **options)
 
     def _end_epoch(self) -> None:
         metrics = self.evaluate(self.data.heldout)
@@ -332,6 +343,11 @@ class Trainer:
         return result
 
     # --- small helpers -----------------------------------------------------------------------
+
+    def _progress(self, total: int, desc: str, initial: int = 0) -> tqdm:
+        """A progress bar on stderr, silent with --quiet or when stderr is not a terminal."""
+        return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
+                    disable=self.quiet or not sys.stderr.isatty())
 
     def _log(self, message: str) -> None:
         if not self.quiet:

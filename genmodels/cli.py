@@ -63,18 +63,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg, model, state = load_run(args.run_dir, args.checkpoint)
     if args.data_root:
         cfg.data.root = args.data_root
-    options: dict[str, Any] = {}
-    if args.iwae_k:
-        if cfg.model.kind != "vae":
-            raise UserError(f"--iwae-k: only VAE runs have an IWAE estimate, this run is '{cfg.model.kind}'")
-        options["iwae_k"] = args.iwae_k
+    if args.iwae_k and cfg.model.kind != "vae":
+        raise UserError(f"--iwae-k: only VAE runs have an IWAE estimate, this run is '{cfg.model.kind}'")
     trainer = Trainer(cfg, model=model, run_dir=args.run_dir, quiet=args.quiet)
     split = trainer.data.heldout if args.split == "heldout" else trainer.data.test
-    metrics = trainer.evaluate(split, **options)
+    metrics = trainer.evaluate(args.split, full=True, iwae_k=args.iwae_k)
+    options: dict[str, Any] = {"iwae_k": args.iwae_k} if args.iwae_k else {}
+    if trainer.quality.loaded:
+        options["features"] = trainer.quality.name
     out = Path(args.run_dir) / f"eval_{args.split}.json"
     ckpt.write_json(out, {"split": args.split, "epoch": state["epoch"], "images": len(split), **options,
                           "metrics": metrics})
-    print(f"{args.split} split ({len(split)} images), {cfg.data.name}, epoch {state['epoch']}:")
+    extra = f", features: {options['features']}" if "features" in options else ""
+    print(f"{args.split} split ({len(split)} images), {cfg.data.name}, epoch {state['epoch']}{extra}:")
     print(_format_metrics(metrics))
     print(f"written to {out}")
     return 0
@@ -93,6 +94,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     nrow = max(1, int(math.sqrt(args.n)))
     ckpt.atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
     print(f"wrote {args.n} samples to {args.output}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from genmodels.metrics.features import cache_dirs, load_classifier, save_classifier, train_classifier
+
+    if args.force:
+        net, info = train_classifier(args.dataset, args.data_root, args.split_seed, args.heldout_fraction,
+                                     epochs=args.epochs, quiet=args.quiet)
+        path = save_classifier(net, info, cache_dirs(args.data_root, args.dataset))
+    else:
+        extractor = load_classifier(args.dataset, args.data_root, args.split_seed, args.heldout_fraction,
+                                    quiet=args.quiet)
+        info = extractor.info
+        path = next(d / f"{info['name']}.pt" for d in cache_dirs(args.data_root, args.dataset)
+                    if (d / f"{info['name']}.pt").is_file())
+    print(f"{info['name']}: test accuracy {info['test_accuracy']:.4f} "
+          f"({info['train_images']} training images, {info['epochs']} epochs)")
+    print(f"cached at {path}")
     return 0
 
 
@@ -125,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="default: the run's seed")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("features", help="the feature classifier behind FID/KID/precision-recall")
+    fsub = p.add_subparsers(dest="action", required=True)
+    f = fsub.add_parser("train", help="train and cache it (reports the cached one if present)")
+    f.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
+    f.add_argument("--data-root")
+    f.add_argument("--split-seed", type=int, default=0, help="the held-out split it must not see (data.split_seed)")
+    f.add_argument("--heldout-fraction", type=float, default=0.1)
+    f.add_argument("--epochs", type=int, default=12)
+    f.add_argument("--force", action="store_true", help="train again even if cached")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=cmd_features)
     return parser
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from genmodels.errors import ConfigError
 
@@ -24,6 +24,9 @@ class DataConfig(StrictModel):
     name: Literal["mnist", "fashion-mnist"] = "mnist"
     root: str | None = None  # else $GENMODELS_DATA, else ~/.cache/genmodels/data
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    # Fixes which images are held out, apart from the run seed: runs with different seeds are
+    # scored on the same held-out images, and the FID classifier is trained without them.
+    split_seed: int = 0
     download: bool = True  # try torchvision's download when no files are found
 
 
@@ -36,6 +39,34 @@ class VAEConfig(StrictModel):
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
     beta: float = Field(1.0, ge=0.0)
     binarize: bool = False  # dynamic binarisation: a proper Bernoulli likelihood on MNIST
+
+
+class GANConfig(StrictModel):
+    kind: Literal["gan"] = "gan"
+    arch: Literal["mlp", "dcgan"] = "dcgan"
+    n_layers: int = Field(2, ge=1, le=8)
+    hidden: int = Field(64, ge=1)  # units (mlp) or base channels (dcgan), both networks
+    latent_dim: int = Field(64, ge=1)
+    loss: Literal["ns", "hinge", "wgan-gp"] = "ns"
+    spectral_norm: bool = False  # on the discriminator
+    n_critic: int = Field(1, ge=1)  # discriminator updates per generator update
+    gp_weight: float = Field(10.0, ge=0.0)  # WGAN-GP penalty weight
+    ema: float | None = Field(None, ge=0.0, lt=1.0)  # decay of the generator EMA used to sample
+    lr_g: float | None = Field(None, gt=0.0)  # default: optim.lr
+    lr_d: float | None = Field(None, gt=0.0)
+    betas_g: tuple[float, float] | None = None  # default: optim.betas
+    betas_d: tuple[float, float] | None = None
+
+
+def _model_kind(value: Any) -> str:
+    """`model.kind` picks the section's schema; a section without one is a VAE."""
+    return value.get("kind", "vae") if isinstance(value, dict) else getattr(value, "kind", "vae")
+
+
+ModelConfig = Annotated[
+    Union[Annotated[VAEConfig, Tag("vae")], Annotated[GANConfig, Tag("gan")]],
+    Discriminator(_model_kind),
+]
 
 
 class OptimConfig(StrictModel):
@@ -60,6 +91,14 @@ class TrainConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class EvalConfig(StrictModel):
+    features: Literal["classifier", "inception"] = "classifier"  # FID/KID/PR feature extractor
+    fid_samples: int = Field(2000, ge=10)  # generated images per held-out FID
+    kid_subsets: int = Field(50, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+    pr_k: int = Field(3, ge=1)  # neighbours defining the precision/recall manifolds
+
+
 class LogConfig(StrictModel):
     runs_dir: str = "runs"
     n_images: int = Field(64, ge=1, le=1024)  # images in each TensorBoard grid
@@ -69,9 +108,10 @@ class Config(StrictModel):
     name: str = Field("run", pattern=r"^[A-Za-z0-9._-]+$")
     seed: int = 0
     data: DataConfig = DataConfig()
-    model: VAEConfig = VAEConfig()
+    model: ModelConfig = VAEConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
     log: LogConfig = LogConfig()
 
     def run_dir(self) -> Path:
@@ -208,6 +248,9 @@ def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str
         if valid and not close:
             hint = f"; valid keys: {', '.join(valid)}"
         return f"{source}: unknown key '{dotted}'{hint}"
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"{source}: {dotted}.kind: expected one of {ctx.get('expected_tags')}, got {ctx.get('tag')!r}"
     if err["type"] == "missing":
         return f"{source}: {dotted}: a value is required"
     msg = err["msg"].replace("Input should be", "expected").replace("String should", "expected to")

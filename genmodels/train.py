@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from genmodels import checkpoint as ckpt
 from genmodels.config import Config
-from genmodels.data import DataSplits, Split, load_splits
+from genmodels.data import DataSplits, load_splits
 from genmodels.errors import ConfigError, NonFiniteLossError
+from genmodels.metrics.quality import SampleQuality
 from genmodels.models import GenerativeModel, build_model
+from genmodels.models.base import EvalContext
 from genmodels.tblog import grid, log_hparams
 
 
@@ -122,7 +124,13 @@ class Trainer:
         self.quiet = quiet
         torch.manual_seed(cfg.seed)
         self.data = data or load_splits(
-            cfg.data.name, cfg.data.root, cfg.data.heldout_fraction, cfg.seed, self.device, cfg.data.download
+            cfg.data.name, cfg.data.root, cfg.data.heldout_fraction, cfg.data.split_seed, self.device,
+            cfg.data.download,
+        )
+        # Sample-quality metrics (FID & co.); the feature extractor loads only if a model asks.
+        self.quality = SampleQuality(
+            cfg.eval.features, cfg.data.name, cfg.data.root, cfg.data.split_seed, cfg.data.heldout_fraction,
+            self.device, quiet, cfg.eval.kid_subsets, cfg.eval.kid_subset_size, cfg.eval.pr_k,
         )
         torch.manual_seed(cfg.seed)  # the same init whatever loading consumed
         self.model = (model or build_model(cfg.model, self.data.image_shape)).to(self.device)
@@ -230,8 +238,8 @@ class Trainer:
             self.perm = torch.randperm(train.shape[0], generator=self.shuffle)
         perm = self.perm.to(self.device)
         n_batches = math.ceil(train.shape[0] / bs)
-        window: dict[str, torch.Tensor] = {}
-        count = 0
+        # Sums and counts per loss name: a GAN reports g_loss only on its generator steps.
+        window: dict[str, tuple[torch.Tensor, int]] = {}
         self.model.train()
         bar = self._progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.batch_index)
         try:
@@ -241,23 +249,23 @@ class Trainer:
                 self.step += 1
                 self.batch_index += 1
                 for k, v in losses.items():
-                    window[k] = window[k] + v if k in window else v.clone()
-                count += 1
+                    total, n = window.get(k, (0.0, 0))
+                    window[k] = (v + total, n + 1)
                 if self.step % self.cfg.train.log_every == 0:
-                    bar.set_postfix(self._flush(window, count), refresh=False)
-                    window, count = {}, 0
+                    bar.set_postfix(self._flush(window), refresh=False)
+                    window = {}
                 bar.update()
                 if self._interrupted:
                     raise KeyboardInterrupt
         finally:
-            if count:  # log the partial window, also when interrupted, so nothing is lost
-                self._flush(window, count)
+            if window:  # log the partial window, also when interrupted, so nothing is lost
+                self._flush(window)
             bar.close()
         self.perm = None
         self.batch_index = 0
 
-    def _flush(self, window: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-        values = {k: (v / count).item() for k, v in window.items()}
+    def _flush(self, window: dict[str, tuple[torch.Tensor, int]]) -> dict[str, float]:
+        values = {k: (total / n).item() for k, (total, n) in window.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"non-finite train/{bad[0]} = {values[bad[0]]} at step {self.step}")
@@ -265,17 +273,21 @@ class Trainer:
             self._writer.add_scalar(f"train/{k}", v, self.step)
         return values
 
-    def evaluate(self, split: Split, **options: Any) -> dict[str, float]:
-        """The model's metrics on a split, with a fixed generator: same weights, same numbers."""
+    def evaluate(self, split: str = "heldout", full: bool = False, iwae_k: int = 0) -> dict[str, float]:
+        """The model's metrics on the held-out or test split, with fixed noise: same weights,
+        same numbers. full=True asks for the final-report metrics too (e.g. KID, precision/recall)."""
+        images = {"heldout": self.data.heldout, "test": self.data.test}[split].images
         self.model.eval()
-        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 2)
-        batches = iter_batches(split.images, self.cfg.train.eval_batch_size)
-        total = math.ceil(len(split) / self.cfg.train.eval_batch_size)
-        with self._progress(total, "evaluating") as bar:
-            return self.model.evaluate(bar_iter(batches, bar), generator, **options)
+        ctx = EvalContext(
+            generator=torch.Generator(self.device).manual_seed(self.cfg.seed + 2),
+            split=split, full=full, iwae_k=iwae_k, quality=self.quality, fid_samples=self.cfg.eval.fid_samples,
+        )
+        bs = self.cfg.train.eval_batch_size
+        with self._progress(math.ceil(len(images) / bs), f"evaluating ({split})") as bar:
+            return self.model.evaluate(bar_iter(iter_batches(images, bs), bar), ctx)
 
     def _end_epoch(self) -> None:
-        metrics = self.evaluate(self.data.heldout)
+        metrics = self.evaluate("heldout")
         self.epoch += 1
         for k, v in metrics.items():
             self._writer.add_scalar(f"heldout/{k}", v, self.step)

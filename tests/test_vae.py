@@ -6,6 +6,7 @@ from genmodels.config import OptimConfig
 from genmodels.data import load_splits
 from genmodels.metrics.likelihood import bernoulli_nll, gaussian_kl, iwae_bound
 from genmodels.models import MODELS, VAE, build_model
+from genmodels.models.base import EvalContext
 from genmodels.train import Updater
 
 from conftest import data_root
@@ -72,6 +73,6 @@ def test_iwae_not_above_neg_elbo():
         model.training_step(splits.train.images[start : start + 100], update)
     model.eval()
     batch = splits.heldout.images[:200]
-    metrics = model.evaluate([batch], torch.Generator().manual_seed(1), iwae_k=50)
+    metrics = model.evaluate([batch], EvalContext(torch.Generator().manual_seed(1), iwae_k=50))
     assert metrics["iwae_nll"] < metrics["neg_elbo"]
     assert metrics["iwae_nll"] > 0

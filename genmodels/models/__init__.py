@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from genmodels.models.base import GenerativeModel
+from genmodels.models.gan import GAN
 from genmodels.models.vae import VAE
 
-MODELS: dict[str, type[GenerativeModel]] = {"vae": VAE}
+MODELS: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN}
 
 
 def build_model(cfg, image_shape: tuple[int, int, int]) -> GenerativeModel:
@@ -13,4 +14,4 @@ def build_model(cfg, image_shape: tuple[int, int, int]) -> GenerativeModel:
     return MODELS[cfg.kind].from_config(cfg, image_shape)
 
 
-__all__ = ["MODELS", "GenerativeModel", "VAE", "build_model"]
+__all__ = ["GAN", "MODELS", "GenerativeModel", "VAE", "build_model"]

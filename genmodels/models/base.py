@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 import torch
@@ -10,7 +11,20 @@ from torch import nn
 
 if TYPE_CHECKING:
     from genmodels.config import OptimConfig
+    from genmodels.metrics.quality import SampleQuality
     from genmodels.train import Updater
+
+
+@dataclass
+class EvalContext:
+    """What `evaluate` gets besides the images of the split."""
+
+    generator: torch.Generator  # all evaluation noise: same weights, same numbers
+    split: str = "heldout"
+    full: bool = False  # the final report: every metric the model has, not only the per-epoch ones
+    iwae_k: int = 0  # VAE: importance samples for the IWAE bound (0: off)
+    quality: "SampleQuality | None" = None  # FID & co. against the split, for models that sample
+    fid_samples: int = 2000
 
 
 class GenerativeModel(nn.Module, ABC):
@@ -38,7 +52,7 @@ class GenerativeModel(nn.Module, ABC):
 
     @abstractmethod
     @torch.no_grad()
-    def evaluate(self, batches: Iterable[torch.Tensor], generator: torch.Generator) -> dict[str, float]:
+    def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """Metrics over all `batches` of a held-out or test split. Must contain `self.monitor`."""
 
     @abstractmethod

@@ -21,51 +21,12 @@ from genmodels.metrics.likelihood import (
     log_standard_normal,
     reconstruction_nll,
 )
-from genmodels.models.base import GenerativeModel, make_optimizer
+from genmodels.models.base import EvalContext, GenerativeModel, make_optimizer
+from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
 
 if TYPE_CHECKING:
     from genmodels.config import OptimConfig, VAEConfig
     from genmodels.train import Updater
-
-
-def mlp_stack(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with ReLU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-def conv_plan(n_layers: int, hidden: int) -> list[tuple[int, bool]]:
-    """(channels, downsample?) per encoder block: the first two halve the image, the rest keep it."""
-    return [(hidden * (2 if i else 1), i < 2) for i in range(n_layers)]
-
-
-def conv_encoder(channels: int, size: int, n_layers: int, hidden: int, out_features: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    c = channels
-    for width, down in conv_plan(n_layers, hidden):
-        layers += [nn.Conv2d(c, width, 4, 2, 1) if down else nn.Conv2d(c, width, 3, 1, 1), nn.ReLU()]
-        c, size = width, size // 2 if down else size
-    layers += [nn.Flatten(), nn.Linear(c * size * size, out_features)]
-    return nn.Sequential(*layers)
-
-
-def conv_decoder(channels: int, size: int, n_layers: int, hidden: int, in_features: int) -> nn.Sequential:
-    plan = conv_plan(n_layers, hidden)
-    s = size // 2 ** sum(down for _, down in plan)
-    c = plan[-1][0]
-    layers: list[nn.Module] = [nn.Linear(in_features, c * s * s), nn.ReLU(), nn.Unflatten(1, (c, s, s))]
-    for i in reversed(range(n_layers)):
-        out = plan[i - 1][0] if i else channels
-        down = plan[i][1]
-        layers.append(nn.ConvTranspose2d(c, out, 4, 2, 1) if down else nn.Conv2d(c, out, 3, 1, 1))
-        if i:
-            layers.append(nn.ReLU())
-        c = out
-    return nn.Sequential(*layers)
 
 
 class VAE(GenerativeModel):
@@ -84,8 +45,8 @@ class VAE(GenerativeModel):
     ):
         super().__init__()
         c, h, w = image_shape
-        if arch == "conv" and (h != w or h % 4):
-            raise ValueError(f"conv VAE needs square images with a side divisible by 4, got {h}x{w}")
+        if arch == "conv":
+            check_conv_size(image_shape)
         if binarize and likelihood != "bernoulli":
             raise ValueError("binarize needs likelihood 'bernoulli'")
         self.image_shape = tuple(image_shape)
@@ -95,8 +56,8 @@ class VAE(GenerativeModel):
         self.binarize = binarize
         if arch == "mlp":
             d = c * h * w
-            self.encoder = nn.Sequential(nn.Flatten(), mlp_stack([d] + [hidden] * n_layers + [2 * latent_dim]))
-            self.decoder = nn.Sequential(mlp_stack([latent_dim] + [hidden] * n_layers + [d]), nn.Unflatten(1, (c, h, w)))
+            self.encoder = nn.Sequential(nn.Flatten(), mlp([d] + [hidden] * n_layers + [2 * latent_dim]))
+            self.decoder = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d]), nn.Unflatten(1, (c, h, w)))
         elif arch == "conv":
             self.encoder = conv_encoder(c, h, n_layers, hidden, 2 * latent_dim)
             self.decoder = conv_decoder(c, h, n_layers, hidden, latent_dim)
@@ -146,11 +107,10 @@ class VAE(GenerativeModel):
     # --- evaluation --------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(
-        self, batches: Iterable[torch.Tensor], generator: torch.Generator, iwae_k: int = 0
-    ) -> dict[str, float]:
+    def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """Per-image means in nats: recon, kl, neg_elbo (beta=1), loss (the training objective),
-        and with iwae_k > 1 the importance-weighted estimate of -log p(x)."""
+        and with ctx.iwae_k > 1 the importance-weighted estimate of -log p(x)."""
+        generator, iwae_k = ctx.generator, ctx.iwae_k
         totals = {"recon": 0.0, "kl": 0.0}
         iwae_total, n = 0.0, 0
         for batch in batches:

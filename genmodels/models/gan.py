@@ -1,0 +1,180 @@
+"""Generative adversarial networks: MLP and DCGAN-style (Radford et al. 2016) generator and
+discriminator, trained by the shared loop. The alternating updates live in `training_step`.
+
+    model = GAN(image_shape=(1, 28, 28), arch="dcgan", loss="hinge")
+    losses = model.training_step(batch, Updater.plain(model.configure_optimizers(OptimConfig())))
+    images = model.sample(16)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genmodels.data import to_unit
+from genmodels.models.base import EvalContext, GenerativeModel, make_optimizer
+from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+
+if TYPE_CHECKING:
+    from genmodels.config import GANConfig, OptimConfig
+    from genmodels.train import Updater
+
+
+def leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights, as in the DCGAN paper; BatchNorm scales around 1."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = module.parametrizations.weight.original if hasattr(module, "parametrizations") else module.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class GAN(GenerativeModel):
+    monitor = "fid"
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        arch: str = "dcgan",
+        n_layers: int = 2,
+        hidden: int = 64,
+        latent_dim: int = 64,
+        loss: str = "ns",
+        spectral_norm: bool = False,
+        n_critic: int = 1,
+        gp_weight: float = 10.0,
+        ema: float | None = None,
+        lr_g: float | None = None,
+        lr_d: float | None = None,
+        betas_g: tuple[float, float] | None = None,
+        betas_d: tuple[float, float] | None = None,
+    ):
+        super().__init__()
+        if loss not in ("ns", "hinge", "wgan-gp"):
+            raise ValueError(f"unknown GAN loss '{loss}'")
+        c, h, w = image_shape
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+        self.loss, self.n_critic, self.gp_weight, self.ema_decay = loss, n_critic, gp_weight, ema
+        self.lr_g, self.lr_d, self.betas_g, self.betas_d = lr_g, lr_d, betas_g, betas_d
+        if arch == "mlp":
+            d = c * h * w
+            self.generator = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d], norm=True),
+                                           nn.Unflatten(1, (c, h, w)))
+            self.discriminator = nn.Sequential(
+                nn.Flatten(), mlp([d] + [hidden] * n_layers + [1], act=leaky_relu, sn=spectral_norm))
+        elif arch == "dcgan":
+            check_conv_size(image_shape)
+            self.generator = conv_decoder(c, h, n_layers, hidden, latent_dim, norm=True)
+            self.discriminator = conv_encoder(c, h, n_layers, hidden, 1, act=leaky_relu, sn=spectral_norm)
+        else:
+            raise ValueError(f"unknown GAN arch '{arch}'")
+        self.apply(dcgan_init)
+        # A slowly moving average of the generator samples better than its last iterate
+        # (Yazici et al. 2019); it is what sample() and evaluation use when enabled.
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
+        self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_config(cls, cfg: "GANConfig", image_shape: tuple[int, int, int]) -> "GAN":
+        return cls(image_shape, cfg.arch, cfg.n_layers, cfg.hidden, cfg.latent_dim, cfg.loss, cfg.spectral_norm,
+                   cfg.n_critic, cfg.gp_weight, cfg.ema, cfg.lr_g, cfg.lr_d, cfg.betas_g, cfg.betas_d)
+
+    def configure_optimizers(self, optim: "OptimConfig") -> dict[str, torch.optim.Optimizer]:
+        return {
+            "d": make_optimizer(self.discriminator.parameters(), optim, self.lr_d, self.betas_d),
+            "g": make_optimizer(self.generator.parameters(), optim, self.lr_g, self.betas_g),
+        }
+
+    # --- losses ------------------------------------------------------------------------------
+
+    def d_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        if self.loss == "ns":  # -log D(x) - log(1 - D(G(z))), with D = sigmoid(logit)
+            return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        if self.loss == "hinge":  # Lim & Ye 2017; Miyato et al. 2018
+            return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        return d_fake.mean() - d_real.mean()  # WGAN critic (Arjovsky et al. 2017)
+
+    def g_loss(self, d_gen: torch.Tensor) -> torch.Tensor:
+        if self.loss == "ns":  # non-saturating: -log D(G(z)), strong gradients early on (Goodfellow 2014)
+            return F.softplus(-d_gen).mean()
+        return -d_gen.mean()
+
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(||grad D(x_hat)|| - 1)^2 on random interpolates: keeps the critic 1-Lipschitz
+        (Gulrajani et al. 2017). Computed in float32, outside autocast."""
+        alpha = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device)
+        x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.discriminator(x_hat).sum(), x_hat, create_graph=True)
+        return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+    # --- one training step: a critic update, and every n_critic-th time a generator update ----
+
+    def training_step(self, batch: torch.Tensor, update: "Updater") -> dict[str, torch.Tensor]:
+        real = to_unit(batch) * 2 - 1  # the generator's tanh range
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        with update.autocast():
+            fake = self.generator(z).detach()
+            d_real, d_fake = self.discriminator(real).float(), self.discriminator(fake).float()
+            d_loss = self.d_loss(d_real, d_fake)
+        if self.loss == "wgan-gp":
+            d_loss = d_loss + self.gp_weight * self.gradient_penalty(real, fake.float())
+        update.step("d", d_loss)
+        self.d_updates += 1
+        out = {"d_loss": d_loss.detach(), "d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
+
+        if int(self.d_updates) % self.n_critic == 0:
+            self.discriminator.requires_grad_(False)  # no D gradients are needed for G's step
+            z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+            with update.autocast():
+                g_loss = self.g_loss(self.discriminator(self.generator(z)).float())
+            update.step("g", g_loss)
+            self.discriminator.requires_grad_(True)
+            self._update_ema()
+            out["g_loss"] = g_loss.detach()
+        return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            p_ema.lerp_(p, 1.0 - self.ema_decay)
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
+
+    # --- sampling and evaluation -------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 1000) -> torch.Tensor:
+        net = self.generator_ema if self.generator_ema is not None else self.generator
+        was_training = net.training
+        net.eval()
+        chunks = []
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            z = torch.randn((m, self.latent_dim), generator=generator, device=self.device)
+            chunks.append(((net(z).float() + 1) / 2).clamp(0, 1))
+        net.train(was_training)
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
+        """FID of ctx.fid_samples generated images against the whole split (and with ctx.full,
+        KID and precision/recall), through the feature extractor ctx.quality names."""
+        if ctx.quality is None:
+            raise ValueError("GAN evaluation needs a SampleQuality (feature extractor) in the context")
+        real = torch.cat(list(batches))
+        fake = self.sample(ctx.fid_samples, ctx.generator)
+        return ctx.quality.score(ctx.split, real, fake, full=ctx.full)

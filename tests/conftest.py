@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ import pytest
 from genmodels.config import Config, apply_overrides, validate
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Feature classifiers and real-feature statistics go to a fresh folder per test session, so the
+# suite exercises training them on demand and never reads a cache left by an earlier run.
+os.environ.setdefault("GENMODELS_CACHE", tempfile.mkdtemp(prefix="genmodels-cache-"))
 
 
 def data_root() -> str:

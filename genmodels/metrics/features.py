@@ -124,8 +124,9 @@ def train_classifier(dataset: str, data_root: str | None = None, split_seed: int
                      ) -> tuple[ClassifierNet, dict]:
     """Train the feature classifier on the training split minus the held-out split that runs with
     `split_seed`/`heldout_fraction` use, so FID on that held-out split never scores seen images."""
-    # Own RNG streams: training this on demand, mid-run, must not shift the run's random numbers.
-    with torch.random.fork_rng(devices=[]):
+    # Own RNG streams: training this on demand, mid-run, must not shift the run's random numbers;
+    # and gradients on, since on demand means from inside a model's no_grad evaluation.
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         return _train_classifier(dataset, data_root, split_seed, heldout_fraction, epochs, batch_size,
                                  seed, device, quiet)
 
@@ -170,7 +171,7 @@ def _train_classifier(dataset: str, data_root: str | None, split_seed: int, held
         "test_accuracy": accuracy(net, test.images, test.labels),
         "train_seconds": round(time.perf_counter() - start, 1),
         "feature_dim": net.head.in_features,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # TorchVersion is not loadable with weights_only
     }
     return net.cpu(), info
 
@@ -185,7 +186,8 @@ def load_classifier(dataset: str, data_root: str | None = None, split_seed: int 
         path = folder / f"{name}.pt"
         if path.is_file():
             state = ckpt.load_checkpoint(path)
-            net = ClassifierNet(**state["shape"])
+            with torch.random.fork_rng(devices=[]):  # the throw-away random init must not use the run's RNG
+                net = ClassifierNet(**state["shape"])
             net.load_state_dict(state["model"])
             return ClassifierFeatures(net.to(device), name, state["info"])
     if not train_if_missing:

@@ -86,3 +86,35 @@ def test_gan_through_trainer_resumes_exactly_and_logs_fid(tmp_path):
     assert len(s1["heldout/fid"]) == 2 and s1["heldout/fid"] == s2["heldout/fid"]
     assert s1["train/g_loss"] == s2["train/g_loss"] and s1["train/d_loss"] == s2["train/d_loss"]
     assert "hparams/heldout_fid" in s1
+
+
+def test_cli_gan_eval_on_test_split_names_extractor(tmp_path):
+    import json
+
+    import yaml
+
+    from conftest import run_cli
+    from genmodels.metrics.features import classifier_name
+
+    cfg = {
+        "name": "gan_cli",
+        "model": {"kind": "gan", "arch": "dcgan", "n_layers": 2, "hidden": 8, "latent_dim": 8, "loss": "hinge",
+                  "spectral_norm": True},
+        "train": {"epochs": 1, "batch_size": 128},
+        "eval": {"fid_samples": 200},
+        "log": {"runs_dir": str(tmp_path / "runs"), "n_images": 16},
+    }
+    path = tmp_path / "gan.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert run_cli("train", str(path), "--quiet").returncode == 0
+    run = tmp_path / "runs" / "gan_cli"
+    result = run_cli("eval", str(run), "--split", "test", "--quiet")
+    assert result.returncode == 0, result.stderr
+    name = classifier_name("mnist")
+    assert f"features: {name}" in result.stdout
+    report = json.loads((run / "eval_test.json").read_text())
+    assert report["features"] == name
+    assert set(report["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
+    assert report["metrics"]["fid"] > 0 and 0 <= report["metrics"]["recall"] <= 1
+    bad = run_cli("eval", str(run), "--iwae-k", "5")
+    assert bad.returncode == 2 and "only VAE runs have an IWAE estimate" in bad.stderr

@@ -1,4 +1,4 @@
-"""`genmodels train|eval|sample`: thin wrappers over Trainer and runs. User errors exit with code 2."""
+"""`genmodels train|eval|sample|tune|features`: thin wrappers. User errors exit with code 2."""
 
 from __future__ import annotations
 
@@ -88,6 +88,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from genmodels import checkpoint as ckpt
     from genmodels.runs import load_run
 
+    if args.n < 1:
+        raise UserError(f"-n: expected a positive number of images, got {args.n}")
     cfg, model, _ = load_run(args.run_dir, args.checkpoint)
     seed = cfg.seed if args.seed is None else args.seed
     images = model.sample(args.n, torch.Generator().manual_seed(seed))
@@ -113,6 +115,37 @@ def cmd_features(args: argparse.Namespace) -> int:
     print(f"{info['name']}: test accuracy {info['test_accuracy']:.4f} "
           f"({info['train_images']} training images, {info['epochs']} epochs)")
     print(f"cached at {path}")
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from genmodels.study_report import write_report
+    from genmodels.tune import retrain_best, tune_study
+
+    overrides = list(args.overrides)
+    if args.n_trials:
+        overrides.append(f"n_trials={args.n_trials}")
+    try:
+        study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet)
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is marked failed; rerun the same command to resume the study",
+              file=sys.stderr)
+        return 130
+    retrained = None
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if (args.retrain_best or tune.retrain_best) and complete and len(tune.objectives) == 1:
+        retrained = retrain_best(study, tune, base, quiet=args.quiet)
+    summary = write_report(study, tune, base, retrained)
+    out = tune.study_dir()
+    print(f"study {tune.study_name}: {summary['trials']} trials ("
+          + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + f"), storage {args.storage or tune.storage_url()}")
+    for best in summary.get("best", []):
+        values = ", ".join(f"{o}={v:.4f}" for o, v in zip(tune.objectives, best["values"]))
+        print(f"best trial {best['trial']}: {values}  params: {best['params']}")
+    if retrained:
+        print("retrained best config, test split: " + ", ".join(f"{k}={v:.4f}" for k, v in retrained["test"].items()))
+    print(f"results: {out}/summary.md, trials.csv, best_config*.yaml, *.png")
+    print(f"compare trials: tensorboard --logdir {out}")
     return 0
 
 
@@ -145,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="default: the run's seed")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("tune", help="run (or resume) an Optuna study from a tuning YAML")
+    p.add_argument("config", help="tuning YAML, e.g. experiments/tune_vae_mnist.yaml")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override a tuning field, e.g. --set n_trials=50 sampler.name=random")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<runs_dir>/<study>/study.db)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    p.add_argument("--n-trials", type=int, help="total trials the study should hold")
+    p.add_argument("--retrain-best", action="store_true", help="train the best config on train+held-out, report test")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("features", help="the feature classifier behind FID/KID/precision-recall")
     fsub = p.add_subparsers(dest="action", required=True)

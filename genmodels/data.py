@@ -225,6 +225,24 @@ def load_splits(
     )
 
 
+def kfold_splits(name: str, root: str | Path | None, k: int, seed: int = 0, device: torch.device | str = "cpu",
+                 download: bool = True) -> list[DataSplits]:
+    """k train/held-out splits of the training split for cross-validation: fold i holds out the
+    i-th of k seeded, disjoint, near-equal parts. The test split is the same in all of them."""
+    raw = load_raw(name, root, download)
+    n = len(raw["train"])
+    if not 2 <= k <= n:
+        raise DataError(f"cv_folds={k}: expected between 2 and {n} folds")
+    folds = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).chunk(k)
+    test = raw["test"].to(device)
+    out = []
+    for i, fold in enumerate(folds):
+        rest = torch.cat([f for j, f in enumerate(folds) if j != i])
+        out.append(DataSplits(train=raw["train"].subset(rest.sort().values).to(device),
+                              heldout=raw["train"].subset(fold.sort().values).to(device), test=test, name=name))
+    return out
+
+
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [0, 1]. Models call this inside their step, on the device."""
     return images.float().div_(255.0)

@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Feature classifiers and real-feature statistics go to a fresh folder per test session, so the
 # suite exercises training them on demand and never reads a cache left by an earlier run.
 os.environ.setdefault("GENMODELS_CACHE", tempfile.mkdtemp(prefix="genmodels-cache-"))
+# Configs written by tests name no data root: they find the shared datasets the way users do.
+if not os.environ.get("GENMODELS_DATA") and (REPO.parent / "shared" / "datasets").is_dir():
+    os.environ["GENMODELS_DATA"] = str(REPO.parent / "shared" / "datasets")
 
 
 def data_root() -> str:

@@ -1,0 +1,140 @@
+"""What a study leaves behind: trials.csv, the best config ready to train, PNG plots and summary.md."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import optuna.visualization.matplotlib as ovm  # noqa: E402
+import yaml  # noqa: E402
+
+from genmodels import checkpoint as ckpt  # noqa: E402
+from genmodels.config import set_dotted  # noqa: E402
+from genmodels.tune_config import TuneConfig  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def best_config(base: dict[str, Any], params: dict[str, Any], name: str) -> dict[str, Any]:
+    data = copy.deepcopy(base)
+    for key, value in params.items():
+        set_dotted(data, key.split("."), value)
+    data["name"] = name
+    return data
+
+
+def _save_plot(make, path: Path) -> str | None:
+    """Draw one Optuna plot to PNG; a plot the study cannot support yet (e.g. importances with one
+    finished trial) is skipped with the reason instead of failing the report."""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+            result = make()
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return f"{path.name}: skipped ({exc})"
+    ax = result.flatten()[0] if hasattr(result, "flatten") else result
+    fig = ax.figure
+    fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
+    fig.tight_layout()
+    ckpt.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return None
+
+
+def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
+                 retrained: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = tune.study_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    df = study.trials_dataframe()
+    ckpt.atomic_write(out / "trials.csv", lambda tmp: df.to_csv(tmp, index=False))
+    states = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+    for t in study.trials:
+        states[t.state.name.lower()] += 1
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    single = len(tune.objectives) == 1
+    summary: dict[str, Any] = {"study": tune.study_name, "trials": len(study.trials), "states": states,
+                               "objectives": tune.objectives, "directions": tune.directions}
+    notes: list[str | None] = []
+    best_trials = []
+    if complete:
+        best_trials = [study.best_trial] if single else study.best_trials
+        for t in best_trials:
+            cfg_name = "best_config.yaml" if single else f"best_config_trial-{t.number:04d}.yaml"
+            cfg = best_config(base, t.params, f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
+            ckpt.write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
+        summary["best"] = [{"trial": t.number, "values": t.values, "params": t.params,
+                            "run_dir": t.user_attrs.get("run_dir")} for t in best_trials]
+        if single:
+            notes += [
+                _save_plot(lambda: ovm.plot_optimization_history(study), out / "optimization_history.png"),
+                _save_plot(lambda: ovm.plot_param_importances(study), out / "param_importances.png"),
+                _save_plot(lambda: ovm.plot_parallel_coordinate(study), out / "parallel_coordinate.png"),
+                _save_plot(lambda: ovm.plot_slice(study), out / "slice.png"),
+                _save_plot(lambda: ovm.plot_intermediate_values(study), out / "intermediate_values.png"),
+            ]
+        else:
+            names = [f"{o} ({d[:3]})" for o, d in zip(tune.objectives, tune.directions)]
+            notes.append(_save_plot(lambda: ovm.plot_pareto_front(study, target_names=names), out / "pareto_front.png"))
+    if retrained:
+        summary["retrained"] = retrained
+    ckpt.write_json(out / "summary.json", summary)
+    ckpt.write_text(out / "summary.md", _markdown(study, tune, summary, best_trials, [n for n in notes if n]))
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown(study: optuna.Study, tune: TuneConfig, summary: dict[str, Any], best_trials: list,
+              notes: list[str]) -> str:
+    keys = list(tune.space)
+    lines = [
+        f"# Study `{tune.study_name}`",
+        "",
+        f"- base config: `{tune.base}`, overrides: {', '.join(f'`{s}`' for s in tune.set) or 'none'}",
+        f"- objectives (held-out split): {', '.join(f'{o} ({d})' for o, d in zip(tune.objectives, tune.directions))}",
+        f"- sampler: {tune.sampler.name} (seed {tune.sampler.seed}), pruner: {tune.pruner.name}"
+        + (f", {tune.cv_folds}-fold cross-validation" if tune.cv_folds else ""),
+        f"- trials: {summary['trials']} ("
+        + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + ")",
+        "",
+    ]
+    if best_trials:
+        lines += ["## Best" + (" trial" if len(best_trials) == 1 else " trials (Pareto front)"), ""]
+        lines += ["| trial | " + " | ".join(tune.objectives) + " | " + " | ".join(keys) + " |",
+                  "|---" * (1 + len(tune.objectives) + len(keys)) + "|"]
+        for t in best_trials:
+            lines.append(f"| {t.number} | " + " | ".join(_fmt(v) for v in t.values) + " | "
+                         + " | ".join(_fmt(t.params.get(k)) for k in keys) + " |")
+        lines += ["", "Train it: `genmodels train " + str(tune.study_dir() / (
+            "best_config.yaml" if len(best_trials) == 1 else f"best_config_trial-{best_trials[0].number:04d}.yaml")) + "`", ""]
+    lines += ["## All trials", "", "| trial | state | " + " | ".join(tune.objectives) + " | " + " | ".join(keys) + " | note |",
+              "|---" * (3 + len(tune.objectives) + len(keys)) + "|"]
+    for t in study.trials:
+        values = t.values or [None] * len(tune.objectives)
+        note = t.user_attrs.get("fail_reason") or t.user_attrs.get("prune_reason") or ""
+        lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(_fmt(v) for v in values) + " | "
+                     + " | ".join(_fmt(t.params.get(k)) for k in keys) + f" | {note} |")
+    if "retrained" in summary:
+        r = summary["retrained"]
+        lines += ["", "## Best config retrained on the whole training split, scored on the test split", "",
+                  f"trial {r['trial']}, {r['epochs']} epochs, {r['train_images']} images: "
+                  + ", ".join(f"{k} = {v:.4f}" for k, v in r["test"].items())
+                  + (f" (features: {r['features']})" if r.get("features") else "")]
+    plots = sorted(p.name for p in tune.study_dir().glob("*.png"))
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    if notes:
+        lines += ["", "Notes: " + "; ".join(notes)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,123 @@
+"""The tuning YAML: which run config to start from, what to optimise and over which fields."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from genmodels.config import Config, StrictModel, apply_overrides, read_yaml, set_dotted, validate
+from genmodels.errors import ConfigError
+
+# Held-out metrics and the direction that makes them better. Anything else must say its direction.
+DIRECTIONS = {
+    "neg_elbo": "minimize", "recon": "minimize", "kl": "minimize", "loss": "minimize", "iwae_nll": "minimize",
+    "fid": "minimize", "kid": "minimize", "precision": "maximize", "recall": "maximize",
+    "train_seconds": "minimize",
+}
+
+
+class ParamSpec(StrictModel):
+    """One searched config field: float (optionally log), int, or a categorical choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ParamSpec":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+        elif self.low is None or self.high is None or self.low > self.high:
+            raise ValueError(f"{self.type} needs 'low' <= 'high'")
+        elif self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        return self
+
+    def grid(self) -> list[Any]:
+        """The values a grid search visits."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            raise ValueError("a float searched by grid needs 'step' (or use type: categorical)")
+        n = int(round((self.high - self.low) / self.step))
+        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+
+
+class SamplerConfig(StrictModel):
+    name: Literal["tpe", "random", "grid", "gp", "cmaes", "nsga2"] = "tpe"
+    seed: int = 0
+    n_startup_trials: int = Field(5, ge=0)  # random trials before TPE/GP model the space
+
+
+class PrunerConfig(StrictModel):
+    name: Literal["median", "sha", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(3, ge=0)  # trials that complete before any is pruned (median)
+    n_warmup_steps: int = Field(1, ge=0)  # epochs a trial always gets (median)
+    min_resource: int = Field(1, ge=1)  # epochs (successive halving, hyperband)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class TuneConfig(StrictModel):
+    base: str  # the run config every trial starts from, relative to this file
+    study_name: str = Field("study", pattern=r"^[A-Za-z0-9._-]+$")
+    objectives: list[str] = Field(default_factory=lambda: ["neg_elbo"], min_length=1)
+    directions: list[Literal["minimize", "maximize"]] | None = None  # default: from the metric
+    n_trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)  # seconds, per invocation
+    cv_folds: int | None = Field(None, ge=2)
+    set: list[str] = Field(default_factory=list)  # overrides for every trial, e.g. train.epochs=5
+    space: dict[str, ParamSpec]
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    runs_dir: str = "runs"
+    storage: str | None = None  # default: sqlite:///<runs_dir>/<study_name>/study.db
+    retrain_best: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "TuneConfig":
+        if self.directions is None:
+            unknown = [o for o in self.objectives if o not in DIRECTIONS]
+            if unknown:
+                raise ValueError(f"no known direction for objective '{unknown[0]}': give 'directions'")
+            self.directions = [DIRECTIONS[o] for o in self.objectives]
+        if len(self.directions) != len(self.objectives):
+            raise ValueError("'directions' needs one entry per objective")
+        if not self.space:
+            raise ValueError("'space' needs at least one field to search")
+        return self
+
+    def study_dir(self) -> Path:
+        return Path(self.runs_dir) / self.study_name
+
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{self.study_dir() / 'study.db'}"
+
+
+def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[TuneConfig, dict[str, Any]]:
+    """The tuning config and the raw base run config (a dict, with the tuning `set` applied).
+
+    Every searched field is checked against the run config's schema up front, so a typo in
+    `space` is one error line now, not a failed trial later.
+    """
+    path = Path(path)
+    tune = validate(TuneConfig, apply_overrides(read_yaml(path), overrides or []), str(path))
+    base_path = (path.parent / tune.base) if not Path(tune.base).is_absolute() else Path(tune.base)
+    base = apply_overrides(read_yaml(base_path), list(tune.set))
+    validate(Config, base, f"{base_path} (with {path.name} set)")
+    for key, spec in tune.space.items():
+        probe = spec.choices[0] if spec.type == "categorical" else (int(spec.low) if spec.type == "int" else spec.low)
+        try:
+            validate(Config, set_dotted(copy.deepcopy(base), key.split("."), probe), f"{path}: space")
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace(f"{path}: space: ", f"{path}: space.{key}: ", 1)) from None
+    return tune, base
+

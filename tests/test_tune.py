@@ -1,0 +1,128 @@
+"""Real (tiny) Optuna studies: SQLite storage read back after each run."""
+
+import itertools
+import math
+
+import optuna
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from genmodels.errors import ConfigError
+from genmodels.tune import Objective, open_study, optimize, tune_study
+from genmodels.tune_config import load_tune_config
+
+from conftest import data_root, run_cli
+
+BASE = {
+    "seed": 0,
+    "data": {"name": "mnist"},
+    "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
+    "train": {"epochs": 2, "batch_size": 256},
+    "log": {"n_images": 4},
+}
+
+
+def write_study(tmp_path, **tune):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    cfg = {"base": "base.yaml", "study_name": "s", "runs_dir": str(tmp_path / "runs"), "n_trials": 4,
+           "objectives": ["neg_elbo"], "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+           **tune}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def load(tmp_path):
+    return optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}")
+
+
+def test_grid_sampler_visits_exactly_the_grid(tmp_path):
+    path = write_study(tmp_path, n_trials=20, sampler={"name": "grid"}, pruner={"name": "none"},
+                       space={"optim.lr": {"type": "categorical", "choices": [1e-3, 3e-3]},
+                              "model.latent_dim": {"type": "int", "low": 2, "high": 4, "step": 2}},
+                       set=["train.epochs=1"])
+    tune_study(path, quiet=True)
+    trials = load(tmp_path).trials
+    visited = sorted((t.params["optim.lr"], t.params["model.latent_dim"]) for t in trials)
+    assert visited == sorted(itertools.product([1e-3, 3e-3], [2, 4]))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_median_pruner_prunes_a_poor_trial(tmp_path):
+    path = write_study(tmp_path, n_trials=3, set=["train.epochs=3"],
+                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+                       space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
+    tune, base = load_tune_config(path)
+    study = open_study(tune, max_epochs=3)
+    for lr in (3e-3, 3e-3, 1e-8):  # the last one cannot learn anything in 3 epochs
+        study.enqueue_trial({"optim.lr": lr})
+    optimize(study, tune, base)
+    states = [t.state for t in load(tmp_path).trials]
+    assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert states[2] == optuna.trial.TrialState.PRUNED
+    assert "pruned after epoch 1" in load(tmp_path).trials[2].user_attrs["prune_reason"]
+
+
+def test_resume_adds_trials_and_respects_n_trials(tmp_path):
+    path = write_study(tmp_path, n_trials=2, set=["train.epochs=1"], sampler={"name": "random"})
+    tune_study(path, quiet=True)
+    assert len(load(tmp_path).trials) == 2
+    tune_study(path, ["n_trials=3"], quiet=True)
+    tune_study(path, ["n_trials=3"], quiet=True)
+    trials = load(tmp_path).trials
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert (tmp_path / "runs" / "s" / "trial-0002" / "metrics.json").is_file()
+
+
+def test_nan_trial_does_not_stop_the_study(tmp_path):
+    path = write_study(tmp_path, n_trials=5, sampler={"name": "grid"}, set=["train.epochs=1", "optim.name=sgd",
+                                                                          "train.log_every=1"],
+                       space={"optim.lr": {"type": "categorical", "choices": [1e12, 1e-3]}})
+    tune_study(path, quiet=True)
+    trials = {t.params["optim.lr"]: t for t in load(tmp_path).trials}
+    assert trials[1e12].state == optuna.trial.TrialState.FAIL
+    assert "non-finite" in trials[1e12].user_attrs["fail_reason"]
+    assert trials[1e-3].state == optuna.trial.TrialState.COMPLETE and math.isfinite(trials[1e-3].value)
+
+
+def test_cross_validation_stores_fold_values(tmp_path):
+    path = write_study(tmp_path, n_trials=1, cv_folds=3, set=["train.epochs=1"])
+    tune_study(path, quiet=True)
+    trial = load(tmp_path).trials[0]
+    folds = trial.user_attrs["fold_values"]
+    assert len(folds) == 3 and trial.value == pytest.approx(sum(folds) / 3)
+    assert all((tmp_path / "runs" / "s" / "trial-0000" / f"fold-{i}" / "best.pt").is_file() for i in range(3))
+
+
+def test_cli_tune_report_best_config_and_hparams(tmp_path):
+    path = write_study(tmp_path, n_trials=3, set=["train.epochs=2"], sampler={"name": "tpe", "n_startup_trials": 2},
+                       space={"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                              "model.n_layers": {"type": "int", "low": 1, "high": 2},
+                              "train.batch_size": {"type": "categorical", "choices": [128, 256]}})
+    result = run_cli("tune", path, "--quiet", "--retrain-best")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "runs" / "s"
+    assert "best trial" in result.stdout and "test split" in result.stdout
+    for name in ("trials.csv", "summary.md", "summary.json", "best_config.yaml", "optimization_history.png",
+                 "parallel_coordinate.png", "slice.png", "param_importances.png"):
+        assert (out / name).is_file(), name
+    assert len((out / "trials.csv").read_text().strip().splitlines()) == 4
+    best = yaml.safe_load((out / "best_config.yaml").read_text())
+    study = load(tmp_path)
+    assert best["optim"]["lr"] == study.best_params["optim.lr"]
+    trained = run_cli("train", str(out / "best_config.yaml"), "--quiet", "--set", "train.epochs=1",
+                      "--runs-dir", str(tmp_path / "again"))
+    assert trained.returncode == 0, trained.stderr
+    for t in study.trials:
+        acc = EventAccumulator(t.user_attrs["run_dir"])
+        acc.Reload()
+        assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
+def test_space_typo_is_one_line(tmp_path):
+    path = write_study(tmp_path, space={"optim.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    with pytest.raises(ConfigError, match=r"space.optim.lrr: unknown key 'optim.lrr'; did you mean 'optim.lr'\?"):
+        load_tune_config(path)
+    result = run_cli("tune", path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

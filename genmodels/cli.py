@@ -35,12 +35,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name:
         overrides.append(f"name={args.name}")
     cfg = load_config(args.config, overrides)
+    if args.command == "finetune" and cfg.finetune is None:
+        raise UserError(f"{args.config}: finetune: a section naming 'from' (a run or checkpoint) is required")
     run_dir = cfg.run_dir()
     if (run_dir / "last.pt").exists() and not args.resume:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or --name NEW for a new run")
     if args.resume and not (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
     trainer = Trainer(cfg, quiet=args.quiet)
+    if trainer.finetune_info:
+        ft = trainer.finetune_info
+        print(f"fine-tuning from {cfg.finetune.source} (epoch {ft['source_epoch']}): {ft['frozen']:,} parameters "
+              f"frozen ({ft['frozen_tensors']} tensors), {ft['trainable']:,} trainable, "
+              f"{ft['reinit_tensors']} tensors re-initialised")
     try:
         result = trainer.fit(resume=args.resume)
     except KeyboardInterrupt:
@@ -158,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--name", help="run name (default: the config's name); the run goes to <runs_dir>/<name>")
     p.add_argument("--runs-dir", help="parent folder of runs (default: the config's log.runs_dir)")
+    p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune a trained run on new data (a config with a finetune section)")
+    p.add_argument("config", help="YAML run config with finetune: {from: RUN_DIR, freeze: [...]}")
+    _add_overrides(p)
+    p.add_argument("--name", help="run name (default: the config's name)")
+    p.add_argument("--runs-dir", help="parent folder of runs")
     p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
     p.set_defaults(func=cmd_train)
 

@@ -21,8 +21,14 @@ class StrictModel(BaseModel):
 
 
 class DataConfig(StrictModel):
-    name: Literal["mnist", "fashion-mnist"] = "mnist"
+    name: Literal["mnist", "fashion-mnist", "imagefolder"] = "mnist"
     root: str | None = None  # else $GENMODELS_DATA, else ~/.cache/genmodels/data
+    path: str | None = None  # imagefolder: a folder of PNG/JPEG images (class subfolders optional)
+    image_size: int | None = Field(None, ge=4)  # imagefolder: resize to this side (default 28)
+    channels: Literal[1, 3] | None = None  # imagefolder: 1 grey or 3 RGB (default 1)
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # imagefolder: it has no official test split
+    classes: list[int] | None = None  # keep only these labels (every split)
+    limit: int | None = Field(None, ge=1)  # at most this many images per split
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     # Fixes which images are held out, apart from the run seed: runs with different seeds are
     # scored on the same held-out images, and the FID classifier is trained without them.
@@ -69,6 +75,28 @@ ModelConfig = Annotated[
 ]
 
 
+class FinetuneConfig(StrictModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    source: str = Field(alias="from")  # a run directory or a .pt checkpoint
+    checkpoint: Literal["best", "last"] = "best"
+    # Glob patterns over parameter names. A comma-separated string works too, so a tuning
+    # space can choose between pattern sets (categorical choices must be strings).
+    freeze: list[str] | str = Field(default_factory=list)
+    reinit: list[str] | str = Field(default_factory=list)
+
+    @staticmethod
+    def _patterns(value: list[str] | str) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [p.strip() for p in items if p.strip() and p.strip() != "none"]
+
+    def freeze_patterns(self) -> list[str]:
+        return self._patterns(self.freeze)
+
+    def reinit_patterns(self) -> list[str]:
+        return self._patterns(self.reinit)
+
+
 class OptimConfig(StrictModel):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0)
@@ -113,12 +141,13 @@ class Config(StrictModel):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     log: LogConfig = LogConfig()
+    finetune: FinetuneConfig | None = None  # start from a trained run (genmodels finetune)
 
     def run_dir(self) -> Path:
         return Path(self.log.runs_dir) / self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys to scalars, for TensorBoard's HParams view."""
@@ -247,7 +276,7 @@ def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str
     last = str(loc[-1]) if loc else ""
     dotted = ".".join(path + [last]) if last else ".".join(path)
     if err["type"] == "extra_forbidden":
-        valid = sorted({name for model in owner for name in model.model_fields})
+        valid = sorted({field.alias or name for model in owner for name, field in model.model_fields.items()})
         close = difflib.get_close_matches(last, valid, n=1, cutoff=0.5)
         hint = f"; did you mean '{'.'.join(path + [close[0]])}'?" if close else ""
         if valid and not close:

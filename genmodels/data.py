@@ -10,10 +10,14 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from genmodels.errors import DataError
+
+if TYPE_CHECKING:
+    from genmodels.config import DataConfig
 
 # Dataset name -> (folder in our layout, torchvision class whose <root>/<Class>/raw/ we also read).
 DATASETS = {
@@ -215,32 +219,118 @@ def load_splits(
     download: bool = True,
 ) -> DataSplits:
     """Train / held-out / test splits on `device`. Held-out is carved from train; test is untouched."""
-    raw = load_raw(name, root, download)
-    train_idx, heldout_idx = heldout_split(len(raw["train"]), heldout_fraction, seed)
-    return DataSplits(
-        train=raw["train"].subset(train_idx).to(device),
-        heldout=raw["train"].subset(heldout_idx).to(device),
-        test=raw["test"].to(device),
-        name=name,
-    )
+    from genmodels.config import DataConfig
+
+    cfg = DataConfig(name=name, root=str(root) if root else None, heldout_fraction=heldout_fraction,
+                     split_seed=seed, download=download)
+    return load_data(cfg, device)
 
 
-def kfold_splits(name: str, root: str | Path | None, k: int, seed: int = 0, device: torch.device | str = "cpu",
-                 download: bool = True) -> list[DataSplits]:
+def raw_splits(cfg: "DataConfig", image_shape: tuple[int, int, int] | None = None) -> dict[str, Split]:
+    """The dataset's own train and test splits on the CPU, before held-out carving and selection."""
+    if cfg.name == "imagefolder":
+        if not cfg.path:
+            raise DataError("data.path: an imagefolder dataset needs the folder of images")
+        c, size = (image_shape[0], image_shape[1]) if image_shape else (1, 28)
+        images = load_imagefolder(cfg.path, cfg.image_size or size, cfg.channels or c)
+        rest, test = heldout_split(len(images), cfg.test_fraction, cfg.split_seed + 1)
+        return {"train": images.subset(rest), "test": images.subset(test)}
+    return load_raw(cfg.name, cfg.root, cfg.download)
+
+
+def select(split: Split, classes: list[int] | None, limit: int | None, seed: int) -> Split:
+    """Keep the images whose label is in `classes`, then at most `limit` of them (a seeded choice)."""
+    if classes is not None:
+        keep = torch.isin(split.labels, torch.tensor(classes, device=split.labels.device))
+        split = split.subset(keep.nonzero().squeeze(1))
+        if len(split) == 0:
+            raise DataError(f"data.classes: no image has a label in {classes}")
+    if limit is not None and len(split) > limit:
+        chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:limit]
+        split = split.subset(chosen.sort().values)
+    return split
+
+
+def load_data(cfg: "DataConfig", device: torch.device | str = "cpu",
+              image_shape: tuple[int, int, int] | None = None) -> DataSplits:
+    """Train / held-out / test splits for a `data` config section, on `device`.
+
+    The held-out split is carved from the full training split with data.split_seed before any
+    `classes`/`limit` selection, so it is the same images the FID classifier never saw.
+    """
+    raw = raw_splits(cfg, image_shape)
+    train_idx, heldout_idx = heldout_split(len(raw["train"]), cfg.heldout_fraction, cfg.split_seed)
+    parts = {"train": raw["train"].subset(train_idx), "heldout": raw["train"].subset(heldout_idx), "test": raw["test"]}
+    parts = {k: select(v, cfg.classes, cfg.limit, cfg.split_seed + i).to(device) for i, (k, v) in enumerate(parts.items())}
+    return DataSplits(name=cfg.name, **parts)
+
+
+def kfold_splits(cfg: "DataConfig", k: int, device: torch.device | str = "cpu",
+                 image_shape: tuple[int, int, int] | None = None) -> list[DataSplits]:
     """k train/held-out splits of the training split for cross-validation: fold i holds out the
     i-th of k seeded, disjoint, near-equal parts. The test split is the same in all of them."""
-    raw = load_raw(name, root, download)
-    n = len(raw["train"])
+    raw = raw_splits(cfg, image_shape)
+    train = select(raw["train"], cfg.classes, None, cfg.split_seed)
+    n = len(train)
     if not 2 <= k <= n:
         raise DataError(f"cv_folds={k}: expected between 2 and {n} folds")
-    folds = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).chunk(k)
-    test = raw["test"].to(device)
+    folds = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).chunk(k)
+    test = select(raw["test"], cfg.classes, cfg.limit, cfg.split_seed).to(device)
     out = []
     for i, fold in enumerate(folds):
         rest = torch.cat([f for j, f in enumerate(folds) if j != i])
-        out.append(DataSplits(train=raw["train"].subset(rest.sort().values).to(device),
-                              heldout=raw["train"].subset(fold.sort().values).to(device), test=test, name=name))
+        out.append(DataSplits(
+            train=select(train.subset(rest.sort().values), None, cfg.limit, cfg.split_seed).to(device),
+            heldout=select(train.subset(fold.sort().values), None, cfg.limit, cfg.split_seed).to(device),
+            test=test, name=cfg.name))
     return out
+
+
+# --- a folder of images -------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def load_imagefolder(path: str | Path, size: int, channels: int) -> Split:
+    """Every PNG/JPEG under `path`, decoded once, resized to size x size with `channels`, cached
+    beside the images as a uint8 tensor. Labels are the sorted subfolder names (0 if none)."""
+    import hashlib
+
+    from genmodels import checkpoint as ckpt
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.path: {folder} is not a folder")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"data.path: no PNG or JPEG images in {folder}")
+    stamp = hashlib.sha1("".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:12]
+    cache = folder / f".genmodels-{size}x{size}x{channels}-{stamp}.pt"
+    if cache.is_file():
+        state = ckpt.load_checkpoint(cache)
+        return Split(state["images"], state["labels"])
+    groups = sorted({p.parent.relative_to(folder).as_posix() for p in files})
+    images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    for i, p in enumerate(files):
+        images[i] = _decode(p, size, channels)
+    labels = torch.tensor([groups.index(p.parent.relative_to(folder).as_posix()) for p in files])
+    try:
+        ckpt.save_checkpoint(cache, {"images": images, "labels": labels})
+    except OSError:
+        pass  # a read-only folder: decode again next time
+    return Split(images, labels)
+
+
+def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+            array = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    return array.view(size, size, channels).permute(2, 0, 1)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from genmodels import checkpoint as ckpt
 from genmodels.config import Config
-from genmodels.data import DataSplits, load_splits
+from genmodels import finetune
+from genmodels.data import DataSplits, load_data
 from genmodels.errors import ConfigError, NonFiniteLossError
 from genmodels.metrics.quality import SampleQuality
 from genmodels.models import GenerativeModel, build_model
@@ -123,10 +124,12 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.quiet = quiet
         torch.manual_seed(cfg.seed)
-        self.data = data or load_splits(
-            cfg.data.name, cfg.data.root, cfg.data.heldout_fraction, cfg.data.split_seed, self.device,
-            cfg.data.download,
-        )
+        source = finetune.load_source(cfg.finetune) if cfg.finetune else None
+        source_shape = tuple(source["image_shape"]) if source else None
+        self.data = data or load_data(cfg.data, self.device, source_shape)
+        if source_shape and self.data.image_shape != source_shape:
+            raise ConfigError(f"finetune.from: the checkpoint's model takes images {source_shape}, "
+                              f"data '{cfg.data.name}' has {self.data.image_shape}")
         # Sample-quality metrics (FID & co.); the feature extractor loads only if a model asks.
         self.quality = SampleQuality(
             cfg.eval.features, cfg.data.name, cfg.data.root, cfg.data.split_seed, cfg.data.heldout_fraction,
@@ -134,6 +137,10 @@ class Trainer:
         )
         torch.manual_seed(cfg.seed)  # the same init whatever loading consumed
         self.model = (model or build_model(cfg.model, self.data.image_shape)).to(self.device)
+        # Fine-tuning: source weights in, chosen parameters re-drawn or frozen, before the
+        # optimizers are built so frozen parameters never reach one.
+        self.finetune_info = finetune.prepare(self.model, cfg.model.kind, cfg.finetune, source) if source else None
+        self._frozen_modules = finetune.frozen_modules(self.model) if source else []
         self.optimizers = self.model.configure_optimizers(cfg.optim)
         self.updater = Updater(self.optimizers, self.device, autocast_dtype(cfg.train.precision, self.device),
                                cfg.train.grad_clip)
@@ -148,6 +155,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.should_stop = False
         self.stop_reason = ""
+        self._epoch_train: dict[str, float] = {}
+        self._layout_written = False
         self._interrupted = False
         self._writer: SummaryWriter | None = None
 
@@ -240,7 +249,10 @@ class Trainer:
         n_batches = math.ceil(train.shape[0] / bs)
         # Sums and counts per loss name: a GAN reports g_loss only on its generator steps.
         window: dict[str, tuple[torch.Tensor, int]] = {}
+        epoch_sums: dict[str, tuple[torch.Tensor, int]] = {}  # the epoch's mean, beside held-out
         self.model.train()
+        for module in self._frozen_modules:
+            module.eval()  # frozen BatchNorm keeps its statistics
         bar = self._progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.batch_index)
         try:
             while self.batch_index < n_batches:
@@ -251,6 +263,8 @@ class Trainer:
                 for k, v in losses.items():
                     total, n = window.get(k, (0.0, 0))
                     window[k] = (v + total, n + 1)
+                    total, n = epoch_sums.get(k, (0.0, 0))
+                    epoch_sums[k] = (v + total, n + 1)
                 if self.step % self.cfg.train.log_every == 0:
                     bar.set_postfix(self._flush(window), refresh=False)
                     window = {}
@@ -263,6 +277,7 @@ class Trainer:
             bar.close()
         self.perm = None
         self.batch_index = 0
+        self._epoch_train = {k: (total / n).item() for k, (total, n) in epoch_sums.items()}
 
     def _flush(self, window: dict[str, tuple[torch.Tensor, int]]) -> dict[str, float]:
         values = {k: (total / n).item() for k, (total, n) in window.items()}
@@ -291,6 +306,7 @@ class Trainer:
         self.epoch += 1
         for k, v in metrics.items():
             self._writer.add_scalar(f"heldout/{k}", v, self.step)
+        self._log_train_vs_heldout(metrics)
         self._log_images()
         self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
         value = metrics[self.model.monitor]
@@ -310,6 +326,18 @@ class Trainer:
         self._log(f"epoch {self.epoch}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
         for cb in self.callbacks:
             cb.on_epoch_end(self, self.epoch, metrics)
+
+    def _log_train_vs_heldout(self, metrics: dict[str, float]) -> None:
+        """Epoch means of the training losses as epoch_train/<k>, and a TensorBoard custom-scalars
+        chart per loss the held-out split also reports: overfitting shows as the curves part."""
+        train = self._epoch_train
+        for k, v in train.items():
+            self._writer.add_scalar(f"epoch_train/{k}", v, self.step)
+        common = [k for k in train if k in metrics]
+        if common and not self._layout_written:
+            self._writer.add_custom_scalars({"train vs held-out": {
+                k: ["Multiline", [f"epoch_train/{k}", f"heldout/{k}"]] for k in common}})
+            self._layout_written = True
 
     def _improved(self, value: float) -> bool:
         if self.best is None:

@@ -18,7 +18,8 @@ import torch
 from optuna.trial import TrialState
 
 from genmodels.config import Config, set_dotted, validate
-from genmodels.data import DataSplits, Split, kfold_splits, load_splits
+from genmodels import finetune
+from genmodels.data import DataSplits, Split, kfold_splits, load_data
 from genmodels.errors import NonFiniteLossError
 from genmodels.train import Trainer, pick_device
 from genmodels.tune_config import ParamSpec, TuneConfig, load_tune_config
@@ -94,13 +95,14 @@ class Objective:
 
     def data_for(self, cfg: Config) -> DataSplits | list[DataSplits]:
         d = cfg.data
-        key = str((d.model_dump(), cfg.train.device, self.tune.cv_folds))
+        key = str((d.model_dump(), cfg.train.device, self.tune.cv_folds, cfg.finetune and cfg.finetune.source))
         if key not in self._data:
             device = pick_device(cfg.train.device)
+            shape = tuple(finetune.load_source(cfg.finetune)["image_shape"]) if cfg.finetune else None
             if self.tune.cv_folds:
-                self._data[key] = kfold_splits(d.name, d.root, self.tune.cv_folds, d.split_seed, device, d.download)
+                self._data[key] = kfold_splits(d, self.tune.cv_folds, device, shape)
             else:
-                self._data[key] = load_splits(d.name, d.root, d.heldout_fraction, d.split_seed, device, d.download)
+                self._data[key] = load_data(d, device, shape)
         return self._data[key]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
@@ -209,8 +211,8 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
     cfg = trial_config(tune, base, best.params, "best-retrained")
     epochs = best.user_attrs.get("best_epoch") or cfg.train.epochs
     cfg.train.epochs, cfg.train.patience = int(epochs), None
-    d = cfg.data
-    splits = load_splits(d.name, d.root, d.heldout_fraction, d.split_seed, pick_device(cfg.train.device), d.download)
+    shape = tuple(finetune.load_source(cfg.finetune)["image_shape"]) if cfg.finetune else None
+    splits = load_data(cfg.data, pick_device(cfg.train.device), shape)
     full = DataSplits(
         train=Split(torch.cat([splits.train.images, splits.heldout.images]),
                     torch.cat([splits.train.labels, splits.heldout.labels])),

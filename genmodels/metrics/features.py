@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genmodels import checkpoint as ckpt
-from genmodels.data import find_dataset, heldout_split, load_raw, to_unit
+from genmodels.data import DATASETS, find_dataset, heldout_split, load_raw, to_unit
 from genmodels.errors import UserError
 
 CLASSIFIER_VERSION = 1
@@ -273,6 +273,9 @@ def load_extractor(kind: str, dataset: str, data_root: str | None = None, split_
     if kind == "inception":
         return load_inception(device)
     if kind == "classifier":
+        if dataset not in DATASETS:
+            raise UserError(f"eval.features: the classifier extractor is trained for {', '.join(DATASETS)}; "
+                            f"for '{dataset}' use features: inception (weights on disk)")
         return load_classifier(dataset, data_root, split_seed, heldout_fraction, device, quiet=quiet)
     raise UserError(f"eval.features: unknown extractor '{kind}' (expected classifier or inception)")
 

@@ -75,7 +75,7 @@ def make_optimizer(params: Iterable[nn.Parameter], optim: "OptimConfig", lr: flo
     """An optimizer from the config's `optim` section; `lr`/`betas` override it (e.g. per GAN net)."""
     lr = optim.lr if lr is None else lr
     betas = optim.betas if betas is None else betas
-    params = list(params)
+    params = [p for p in params if p.requires_grad]  # frozen (fine-tuning) parameters stay out
     # The fused kernel updates all parameters in one pass: for small models on a CPU the
     # per-parameter Python loop of the default implementation costs as much as the matmuls.
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)

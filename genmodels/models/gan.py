@@ -172,9 +172,17 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """FID of ctx.fid_samples generated images against the whole split (and with ctx.full,
-        KID and precision/recall), through the feature extractor ctx.quality names."""
+        KID and precision/recall), through the feature extractor ctx.quality names; and the
+        discriminator loss on the split's real images."""
         if ctx.quality is None:
             raise ValueError("GAN evaluation needs a SampleQuality (feature extractor) in the context")
         real = torch.cat(list(batches))
         fake = self.sample(ctx.fid_samples, ctx.generator)
-        return ctx.quality.score(ctx.split, real, fake, full=ctx.full)
+        metrics = ctx.quality.score(ctx.split, real, fake, full=ctx.full)
+        # The discriminator's loss on held-out real images (and the same fakes): beside
+        # epoch_train/d_loss it shows the discriminator overfitting its training images.
+        n = min(len(real), len(fake))
+        d_real = torch.cat([self.discriminator(to_unit(b) * 2 - 1).float() for b in real[:n].split(1000)])
+        d_fake = torch.cat([self.discriminator(f * 2 - 1).float() for f in fake[:n].split(1000)])
+        metrics["d_loss"] = float(self.d_loss(d_real, d_fake))
+        return metrics

@@ -227,8 +227,20 @@ def validate(model_cls: type[StrictModel], data: dict[str, Any], source: str) ->
         raise ConfigError("\n".join(lines)) from None
 
 
+def model_from_source(data: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tuning config without a `model` section gets the source checkpoint's."""
+    ft = data.get("finetune")
+    if isinstance(ft, dict) and ft.get("from") and "model" not in data:
+        from genmodels import checkpoint as ckpt
+        from genmodels.runs import checkpoint_path
+
+        state = ckpt.load_checkpoint(checkpoint_path(ft["from"], ft.get("checkpoint", "best")))
+        data["model"] = state["config"]["model"]
+    return data
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    data = apply_overrides(read_yaml(path), overrides or [])
+    data = model_from_source(apply_overrides(read_yaml(path), overrides or []))
     source = f"{path}" + (" (with --set)" if overrides else "")
     return validate(Config, data, source)
 

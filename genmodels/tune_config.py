@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genmodels.config import Config, StrictModel, apply_overrides, read_yaml, set_dotted, validate
+from genmodels.config import (Config, StrictModel, apply_overrides, model_from_source, read_yaml, set_dotted,
+                              validate)
 from genmodels.errors import ConfigError
 
 # Held-out metrics and the direction that makes them better. Anything else must say its direction.
@@ -111,7 +112,7 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
     path = Path(path)
     tune = validate(TuneConfig, apply_overrides(read_yaml(path), overrides or []), str(path))
     base_path = (path.parent / tune.base) if not Path(tune.base).is_absolute() else Path(tune.base)
-    base = apply_overrides(read_yaml(base_path), list(tune.set))
+    base = model_from_source(apply_overrides(read_yaml(base_path), list(tune.set)))
     validate(Config, base, f"{base_path} (with {path.name} set)")
     for key, spec in tune.space.items():
         probe = spec.choices[0] if spec.type == "categorical" else (int(spec.low) if spec.type == "int" else spec.low)

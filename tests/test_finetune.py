@@ -89,7 +89,8 @@ def test_finetune_errors_are_one_line(tmp_path, source_run, change, message):
 
 
 def test_cli_finetune_prints_counts(tmp_path, source_run):
-    data = {"name": "ft", "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
+    # No model section: the source checkpoint's is taken.
+    data = {"name": "ft",
             "data": {"name": "fashion-mnist", "limit": 200}, "train": {"epochs": 1},
             "log": {"runs_dir": str(tmp_path / "runs"), "n_images": 4},
             "finetune": {"from": str(source_run), "freeze": "encoder.*"}}

@@ -70,6 +70,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg, model, state = load_run(args.run_dir, args.checkpoint)
     if args.data_root:
         cfg.data.root = args.data_root
+    # The checkpoint already holds the fine-tuned weights: evaluate them as they are, on images
+    # of the size the model was trained at.
+    cfg.finetune = None
+    channels, size = state["image_shape"][0], state["image_shape"][1]
+    cfg.data.image_size, cfg.data.channels = cfg.data.image_size or size, cfg.data.channels or channels
     if args.iwae_k and cfg.model.kind != "vae":
         raise UserError(f"--iwae-k: only VAE runs have an IWAE estimate, this run is '{cfg.model.kind}'")
     trainer = Trainer(cfg, model=model, run_dir=args.run_dir, quiet=args.quiet)

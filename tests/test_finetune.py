@@ -98,6 +98,14 @@ def test_cli_finetune_prints_counts(tmp_path, source_run):
     assert result.returncode == 0, result.stderr
     # encoder 784*32+32 + 32*8+8 frozen; decoder 4*32+32 + 32*784+784 trainable
     assert "25,384 parameters frozen (4 tensors), 26,032 trainable" in result.stdout
+    # eval scores the fine-tuned weights (not the source's), on the fine-tuning data
+    run = tmp_path / "runs" / "ft"
+    ev = run_cli("eval", str(run), "--quiet")
+    assert ev.returncode == 0, ev.stderr
+    import json
+
+    best = json.loads((run / "metrics.json").read_text())["best"]["metrics"]["neg_elbo"]
+    assert json.loads((run / "eval_heldout.json").read_text())["metrics"]["neg_elbo"] == pytest.approx(best, rel=1e-6)
 
 
 def test_classes_and_limit_select(tmp_path):

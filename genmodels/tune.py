@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import multiprocessing
+import shutil
 from typing import Any
 
 import optuna
@@ -219,6 +220,7 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
         heldout=splits.heldout,  # now seen in training: its curve is for reference only
         test=splits.test, name=splits.name,
     )
+    shutil.rmtree(cfg.run_dir(), ignore_errors=True)  # a rerun retrains from scratch, same seed
     trainer = Trainer(cfg, data=full, quiet=quiet)
     trainer.fit()
     test = trainer.evaluate("test", full=True)

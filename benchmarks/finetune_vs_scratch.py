@@ -75,7 +75,7 @@ def main() -> None:
         ax.plot(*zip(*points), label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("held-out -ELBO (nats)")
-    ax.set_title("Fashion-MNIST, 1,000 images: MNIST VAE fine-tuned vs from scratch")
+    ax.set_title("Fashion-MNIST, 1,000 images")
     ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -51,3 +51,13 @@ def test_precision_recall():
     # Samples far away from the data: neither.
     p, r = precision_recall(real, torch.randn(800, 8, generator=g) + 10)
     assert p == 0.0 and r == 0.0
+
+
+def test_frechet_singular_covariance_matches_pytorch_fid():
+    """Fewer samples than dimensions: no Cholesky factor, the symmetric square root is used."""
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((50, 64)), rng.standard_normal((50, 64)) + 0.1
+    mu1, s1 = a.mean(0), np.cov(a, rowvar=False)
+    mu2, s2 = b.mean(0), np.cov(b, rowvar=False)
+    ref = calculate_frechet_distance(mu1, s1, mu2, s2)
+    assert abs(frechet_distance(mu1, s1, mu2, s2) - ref) / ref < 1e-6

@@ -37,14 +37,19 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
 def frechet_distance(mu1: Array, sigma1: Array, mu2: Array, sigma2: Array) -> float:
     """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)) (Heusel et al. 2017).
 
-    tr((S1 S2)^(1/2)) equals tr((A S2 A)^(1/2)) with A = S1^(1/2): S1 S2 is similar to A S2 A,
-    which is symmetric PSD. Two symmetric eigen-decompositions replace the general matrix
-    square root (scipy.linalg.sqrtm's Schur iteration): faster, and no complex parts to discard.
+    With S1 = A A^T, S1 S2 is similar to A^T S2 A, which is symmetric PSD, so
+    tr((S1 S2)^(1/2)) is the sum of the square roots of A^T S2 A's eigenvalues. A Cholesky factor
+    and one symmetric eigenvalue solve replace the general matrix square root (scipy's sqrtm,
+    a Schur iteration): several times faster, and no complex parts to discard. A singular S1
+    (fewer samples than dimensions) has no Cholesky factor; its symmetric square root serves.
     numpy, not torch: torch.linalg.eigh in float64 on CPU was 10x slower than LAPACK via numpy.
     """
     mu1, mu2, s1, s2 = _np64(mu1), _np64(mu2), _np64(sigma1), _np64(sigma2)
-    a = _sqrt_psd(s1)
-    middle = a @ s2 @ a
+    try:
+        a = np.linalg.cholesky(s1)
+    except np.linalg.LinAlgError:
+        a = _sqrt_psd(s1)
+    middle = a.T @ s2 @ a
     middle = (middle + middle.T) / 2  # symmetric up to rounding; eigvalsh wants exactly so
     tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0, None)).sum()
     diff = mu1 - mu2

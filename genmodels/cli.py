@@ -162,24 +162,23 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genmodels", description="Train, evaluate and sample generative image models.")
+    parser = argparse.ArgumentParser(prog="genmodels", description="Train, tune, fine-tune, evaluate and sample "
+                                     "generative image models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("config", help="YAML run config, e.g. experiments/vae_mnist.yaml")
-    _add_overrides(p)
-    p.add_argument("--name", help="run name (default: the config's name); the run goes to <runs_dir>/<name>")
-    p.add_argument("--runs-dir", help="parent folder of runs (default: the config's log.runs_dir)")
-    p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("finetune", help="fine-tune a trained run on new data (a config with a finetune section)")
-    p.add_argument("config", help="YAML run config with finetune: {from: RUN_DIR, freeze: [...]}")
-    _add_overrides(p)
-    p.add_argument("--name", help="run name (default: the config's name)")
-    p.add_argument("--runs-dir", help="parent folder of runs")
-    p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
-    p.set_defaults(func=cmd_train)
+    # `finetune` is `train` for a config that has a finetune section; same flags, same loop.
+    for command, help_text, config_help in (
+        ("train", "train a model from a YAML config", "YAML run config, e.g. experiments/vae_mnist.yaml"),
+        ("finetune", "fine-tune a trained run on new data (a config with a finetune section)",
+         "YAML run config with finetune: {from: RUN_DIR, freeze: [...]}"),
+    ):
+        p = sub.add_parser(command, help=help_text)
+        p.add_argument("config", help=config_help)
+        _add_overrides(p)
+        p.add_argument("--name", help="run name (default: the config's name); the run goes to <runs_dir>/<name>")
+        p.add_argument("--runs-dir", help="parent folder of runs (default: the config's log.runs_dir)")
+        p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
+        p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint on the held-out or test split")
     p.add_argument("run_dir")

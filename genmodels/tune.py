@@ -11,7 +11,10 @@ from __future__ import annotations
 import copy
 import math
 import multiprocessing
+import os
 import shutil
+import socket
+import sys
 from typing import Any
 
 import optuna
@@ -111,6 +114,7 @@ class Objective:
         name = f"trial-{trial.number:04d}"
         cfg = trial_config(self.tune, self.base, params, name)
         trial.set_user_attr("run_dir", str(cfg.run_dir()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         single = len(self.tune.objectives) == 1
         try:
             if self.tune.cv_folds:
@@ -202,6 +206,10 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     finally:
         for p in procs:
             p.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        print(f"genmodels: warning: {len(failed)} of {workers - 1} extra worker processes exited with "
+              f"codes {failed}; the study holds what the others finished", file=sys.stderr)
     return study, tune, base
 
 

@@ -114,7 +114,7 @@ def test_cli_gan_eval_on_test_split_names_extractor(tmp_path):
     assert f"features: {name}" in result.stdout
     report = json.loads((run / "eval_test.json").read_text())
     assert report["features"] == name
-    assert set(report["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall"}
+    assert set(report["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall", "d_loss"}
     assert report["metrics"]["fid"] > 0 and 0 <= report["metrics"]["recall"] <= 1
     bad = run_cli("eval", str(run), "--iwae-k", "5")
     assert bad.returncode == 2 and "only VAE runs have an IWAE estimate" in bad.stderr

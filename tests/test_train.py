@@ -18,7 +18,8 @@ from conftest import tiny_config
 def scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    # sorted by step: a resumed run has two event files, read in file-name order
+    return {tag: sorted((e.step, e.value) for e in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
 
 
 def params(model) -> list[torch.Tensor]:

@@ -126,3 +126,16 @@ def test_space_typo_is_one_line(tmp_path):
         load_tune_config(path)
     result = run_cli("tune", path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_workers_share_one_study(tmp_path):
+    # Trials long enough (a few seconds) that the second process, which starts a fresh interpreter, joins in.
+    path = write_study(tmp_path, n_trials=6, set=["train.epochs=15"], sampler={"name": "random"},
+                       pruner={"name": "none"})
+    tune_study(path, workers=2, quiet=True)
+    trials = load(tmp_path).trials
+    # n_trials caps the total; a worker that started a trial as the other finished the last may
+    # add at most one more.
+    assert 6 <= len(trials) <= 7
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

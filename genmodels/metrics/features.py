@@ -73,10 +73,11 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 def cache_dirs(data_root: str | None = None, dataset: str | None = None) -> list[Path]:
-    """Look-up order: $GENMODELS_CACHE/features, <data root>/features, ~/.cache/genmodels/features."""
-    dirs = []
+    """$GENMODELS_CACHE/features when set (and nothing else); otherwise <data root>/features,
+    then ~/.cache/genmodels/features."""
     if os.environ.get("GENMODELS_CACHE"):
-        dirs.append(Path(os.environ["GENMODELS_CACHE"]).expanduser() / "features")
+        return [Path(os.environ["GENMODELS_CACHE"]).expanduser() / "features"]
+    dirs = []
     if dataset:
         paths, _ = find_dataset(dataset, data_root)
         if paths:

@@ -40,6 +40,11 @@ def load_source(ft: FinetuneConfig) -> dict[str, Any]:
     return ckpt.load_checkpoint(checkpoint_path(ft.source, ft.checkpoint))
 
 
+def source_image_shape(ft: FinetuneConfig | None) -> tuple[int, int, int] | None:
+    """The image shape the source run's model takes (None when not fine-tuning)."""
+    return tuple(load_source(ft)["image_shape"]) if ft else None
+
+
 def check_compatible(state: dict[str, Any], kind: str, model: nn.Module, source: str) -> None:
     if state["kind"] != kind:
         raise ConfigError(f"finetune.from: {source} holds a '{state['kind']}' model, the config trains '{kind}'")

@@ -102,7 +102,7 @@ class Objective:
         key = str((d.model_dump(), cfg.train.device, self.tune.cv_folds, cfg.finetune and cfg.finetune.source))
         if key not in self._data:
             device = pick_device(cfg.train.device)
-            shape = tuple(finetune.load_source(cfg.finetune)["image_shape"]) if cfg.finetune else None
+            shape = finetune.source_image_shape(cfg.finetune)
             if self.tune.cv_folds:
                 self._data[key] = kfold_splits(d, self.tune.cv_folds, device, shape)
             else:
@@ -220,8 +220,7 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
     cfg = trial_config(tune, base, best.params, "best-retrained")
     epochs = best.user_attrs.get("best_epoch") or cfg.train.epochs
     cfg.train.epochs, cfg.train.patience = int(epochs), None
-    shape = tuple(finetune.load_source(cfg.finetune)["image_shape"]) if cfg.finetune else None
-    splits = load_data(cfg.data, pick_device(cfg.train.device), shape)
+    splits = load_data(cfg.data, pick_device(cfg.train.device), finetune.source_image_shape(cfg.finetune))
     full = DataSplits(
         train=Split(torch.cat([splits.train.images, splits.heldout.images]),
                     torch.cat([splits.train.labels, splits.heldout.labels])),

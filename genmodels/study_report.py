@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,6 @@ def _save_plot(make, path: Path) -> str | None:
     """Draw one Optuna plot to PNG; a plot the study cannot support yet (e.g. importances with one
     finished trial) is skipped with the reason instead of failing the report."""
     try:
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
             result = make()

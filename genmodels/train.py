@@ -350,10 +350,13 @@ class Trainer:
     def _log_images(self) -> None:
         n = min(self.cfg.log.n_images, len(self.data.heldout))
         nrow = max(1, int(math.sqrt(n)))
-        generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)  # fixed noise
         self.model.eval()
-        for name, images in self.model.image_grids(self.data.heldout.images[:n], generator).items():
+        for name, images in self.model.image_grids(self.data.heldout.images[:n], self._fixed_noise()).items():
             self._writer.add_image(f"samples/{name}", grid(images, nrow), self.step)
+
+    def _fixed_noise(self) -> torch.Generator:
+        """The same noise for every sample grid of a run (TensorBoard each epoch, samples.png)."""
+        return torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -375,8 +378,7 @@ class Trainer:
             log_hparams(self._writer, self.cfg.flat(), {f"heldout_{k}": v for k, v in final.items()}, self.step)
             ckpt.write_json(self.run_dir / "metrics.json", result)
             self.model.eval()
-            generator = torch.Generator(self.device).manual_seed(self.cfg.seed + 3)
-            images = self.model.sample(self.cfg.log.n_images, generator)
+            images = self.model.sample(self.cfg.log.n_images, self._fixed_noise())
             nrow = max(1, int(math.sqrt(self.cfg.log.n_images)))
             ckpt.atomic_write(self.run_dir / "samples.png",
                               lambda tmp: save_image(images.cpu(), tmp, nrow=nrow, format="png"))

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from genmodels.config import OptimConfig
 from genmodels.data import load_splits
-from genmodels.metrics.likelihood import bernoulli_nll, gaussian_kl, iwae_bound
+from genmodels.metrics.likelihood import gaussian_kl, iwae_bound, reconstruction_nll
 from genmodels.models import MODELS, VAE, build_model
 from genmodels.models.base import EvalContext
 from genmodels.train import Updater
@@ -47,11 +47,29 @@ def test_registry_builds_vae():
     assert isinstance(model, VAE)
 
 
-def test_bernoulli_nll_matches_torch():
-    logits = torch.randn(64, 784) * 8
-    x = torch.rand(64, 784)
-    assert torch.allclose(bernoulli_nll(logits, x), F.binary_cross_entropy_with_logits(logits, x, reduction="none"),
-                          atol=1e-5)
+def test_bernoulli_reconstruction_nll_is_the_log_likelihood():
+    logits = torch.randn(64, 1, 28, 28, dtype=torch.float64) * 8
+    x = torch.rand(64, 1, 28, 28, dtype=torch.float64)
+    p = torch.sigmoid(logits)
+    expected = -(x * p.log() + (1 - x) * (1 - p).log()).sum(dim=(1, 2, 3))
+    assert torch.allclose(reconstruction_nll(logits, x, "bernoulli"), expected, rtol=1e-6)
+
+
+def test_bernoulli_nll_gradients():
+    logits = (torch.randn(4, 1, 3, 3, dtype=torch.float64) * 4).requires_grad_()
+    x = torch.rand(4, 1, 3, 3, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda l, t: reconstruction_nll(l, t, "bernoulli"), (logits, x))
+
+
+def test_bernoulli_nll_is_stable_for_extreme_logits():
+    logits = torch.tensor([[-200.0, -30.0, 0.0, 30.0, 200.0]], requires_grad=True)
+    x = torch.tensor([[0.0, 1.0, 0.5, 0.0, 1.0]])
+    nll = reconstruction_nll(logits, x, "bernoulli")
+    nll.backward()
+    expected = F.binary_cross_entropy_with_logits(logits.detach(), x, reduction="sum")
+    assert torch.isfinite(logits.grad).all()
+    assert torch.allclose(nll, expected.unsqueeze(0), rtol=1e-6)
+    assert torch.allclose(logits.grad, torch.sigmoid(logits.detach()) - x)
 
 
 def test_kl_zero_for_prior():

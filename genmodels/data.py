@@ -10,7 +10,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import torch
 
@@ -43,7 +43,13 @@ class Split:
 
     def subset(self, index: torch.Tensor) -> "Split":
         index = index.to(self.images.device)
-        return Split(self.images[index], self.labels[index])
+        return Split(take(self.images, index), self.labels[index])
+
+
+def take(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """images[index] along the first dim, as whole-image row copies: on CPU 2-5x faster than
+    advanced indexing of a 4-d tensor, which walks it element by element."""
+    return images.flatten(1).index_select(0, index).view(len(index), *images.shape[1:])
 
 
 @dataclass
@@ -62,32 +68,51 @@ class DataSplits:
 
 
 def read_idx(path: str | Path) -> torch.Tensor:
-    """Read an IDX file (raw or gzipped) into a uint8 tensor, checking its header and size."""
+    """Read an IDX file (raw or gzipped) into a uint8 tensor, checking its header and size.
+
+    The payload is read (or decompressed) straight into the tensor's memory: one pass, no copy.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            magic = f.read(4)
+            if len(magic) < 4:
+                raise DataError(f"{path}: not an IDX file (only {len(magic)} bytes)")
+            zero, dtype_code, ndim = int.from_bytes(magic[:2], "big"), magic[2], magic[3]
+            if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
+                raise DataError(
+                    f"{path}: bad IDX magic number 0x{magic.hex()} (expected 0x0000080N for unsigned bytes)"
+                )
+            header = 4 + 4 * ndim
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header ({4 + len(dims_raw)} bytes, expected {header})")
+            dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+            payload = bytearray(_prod(dims))
+            got = _read_into(f, memoryview(payload))
+            extra = len(f.read()) if got == len(payload) else 0
     except (OSError, EOFError) as exc:  # gzip raises these on truncated or corrupt input
         raise DataError(f"{path}: cannot read IDX file ({exc})") from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(raw)} bytes)")
-    zero, dtype_code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
-    if zero != 0 or dtype_code not in _IDX_DTYPES or ndim == 0:
+    expected, size = header + len(payload), header + got + extra
+    if size != expected:
         raise DataError(
-            f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x0000080N for unsigned bytes)"
+            f"{path}: IDX size mismatch: header says dims {dims} = {expected} bytes, file has {size}"
         )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, expected {header})")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + _prod(dims)
-    if len(raw) != expected:
-        raise DataError(
-            f"{path}: IDX size mismatch: header says dims {dims} = {expected} bytes, file has {len(raw)}"
-        )
-    data = torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header)
-    return data.reshape(dims)
+    if not payload:  # frombuffer refuses an empty buffer
+        return torch.zeros(dims, dtype=torch.uint8)
+    return torch.frombuffer(payload, dtype=torch.uint8).reshape(dims)
+
+
+def _read_into(f: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `f` (a read may return less than asked); the number of bytes read."""
+    got = 0
+    while got < len(buffer):
+        n = f.readinto(buffer[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _prod(values: list[int]) -> int:

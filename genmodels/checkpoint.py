@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -42,9 +43,12 @@ def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, state: dict[str, Any], *copies: str | Path) -> None:
+    """Write `state` to `path` and, serialized once and copied byte for byte, to each of `copies`."""
     state = {"format_version": FORMAT_VERSION, **state}
     atomic_write(path, lambda tmp: torch.save(state, tmp))
+    for copy in copies:
+        atomic_write(copy, lambda tmp: shutil.copyfile(path, tmp))
 
 
 def load_checkpoint(path: str | Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from genmodels import checkpoint as ckpt
 from genmodels.config import Config
 from genmodels import finetune
-from genmodels.data import DataSplits, load_data
+from genmodels.data import DataSplits, load_data, take
 from genmodels.errors import ConfigError, NonFiniteLossError
 from genmodels.metrics.quality import SampleQuality
 from genmodels.models import GenerativeModel, build_model
@@ -200,9 +200,10 @@ class Trainer:
         self.stop_reason = state["stop_reason"]
         self.should_stop = bool(self.stop_reason)
 
-    def save(self, name: str = "last.pt") -> Path:
+    def save(self, name: str = "last.pt", *also: str) -> Path:
+        """Checkpoint the full training state to run_dir/name, and to run_dir/<also> (copies)."""
         path = self.run_dir / name
-        ckpt.save_checkpoint(path, self.state_dict())
+        ckpt.save_checkpoint(path, self.state_dict(), *(self.run_dir / n for n in also))
         return path
 
     # --- the loop ----------------------------------------------------------------------------
@@ -247,9 +248,11 @@ class Trainer:
             self.perm = torch.randperm(train.shape[0], generator=self.shuffle)
         perm = self.perm.to(self.device)
         n_batches = math.ceil(train.shape[0] / bs)
-        # Sums and counts per loss name: a GAN reports g_loss only on its generator steps.
-        window: dict[str, tuple[torch.Tensor, int]] = {}
-        epoch_sums: dict[str, tuple[torch.Tensor, int]] = {}  # the epoch's mean, beside held-out
+        # Each loss's values since the last log line (a GAN reports g_loss only on its generator
+        # steps), and its epoch sum and count for the epoch mean beside the held-out metrics.
+        # Reduced once per log window, not per step: a tensor add per loss per step costs more.
+        window: dict[str, list[torch.Tensor]] = {}
+        epoch_sums: dict[str, tuple[float, int]] = {}
         self.model.train()
         for module in self._frozen_modules:
             module.eval()  # frozen BatchNorm keeps its statistics
@@ -257,30 +260,33 @@ class Trainer:
         try:
             while self.batch_index < n_batches:
                 idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
-                losses = self.model.training_step(train[idx], self.updater)
+                losses = self.model.training_step(take(train, idx), self.updater)
                 self.step += 1
                 self.batch_index += 1
                 for k, v in losses.items():
-                    total, n = window.get(k, (0.0, 0))
-                    window[k] = (v + total, n + 1)
-                    total, n = epoch_sums.get(k, (0.0, 0))
-                    epoch_sums[k] = (v + total, n + 1)
+                    window.setdefault(k, []).append(v)
                 if self.step % self.cfg.train.log_every == 0:
-                    bar.set_postfix(self._flush(window), refresh=False)
+                    bar.set_postfix(self._flush(window, epoch_sums), refresh=False)
                     window = {}
                 bar.update()
                 if self._interrupted:
                     raise KeyboardInterrupt
         finally:
             if window:  # log the partial window, also when interrupted, so nothing is lost
-                self._flush(window)
+                self._flush(window, epoch_sums)
             bar.close()
         self.perm = None
         self.batch_index = 0
-        self._epoch_train = {k: (total / n).item() for k, (total, n) in epoch_sums.items()}
+        self._epoch_train = {k: total / n for k, (total, n) in epoch_sums.items()}
 
-    def _flush(self, window: dict[str, tuple[torch.Tensor, int]]) -> dict[str, float]:
-        values = {k: (total / n).item() for k, (total, n) in window.items()}
+    def _flush(self, window: dict[str, list[torch.Tensor]],
+               epoch_sums: dict[str, tuple[float, int]]) -> dict[str, float]:
+        """Log each loss's mean over the window as train/<k> and add the window to the epoch sums."""
+        sums = {k: torch.stack(vs).sum().item() for k, vs in window.items()}
+        values = {k: sums[k] / len(window[k]) for k in window}
+        for k, total in sums.items():
+            epoch_total, n = epoch_sums.get(k, (0.0, 0))
+            epoch_sums[k] = (epoch_total + total, n + len(window[k]))
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"non-finite train/{bad[0]} = {values[bad[0]]} at step {self.step}")
@@ -312,17 +318,20 @@ class Trainer:
         value = metrics[self.model.monitor]
         if not math.isfinite(value):
             raise NonFiniteLossError(f"non-finite heldout/{self.model.monitor} = {value} at epoch {self.epoch}")
+        names = []
         if self._improved(value):
             self.best = {"epoch": self.epoch, "value": value, "metrics": metrics}
             self.bad_epochs = 0
-            self.save("best.pt")
+            names.append("best.pt")
         else:
             self.bad_epochs += 1
             if self.cfg.train.patience and self.bad_epochs >= self.cfg.train.patience:
                 self.should_stop = True
                 self.stop_reason = f"early stop: no heldout/{self.model.monitor} gain in {self.bad_epochs} epochs"
         if self.epoch % self.cfg.train.checkpoint_every == 0 or self.should_stop or self.epoch == self.cfg.train.epochs:
-            self.save()
+            names.append("last.pt")
+        if names:  # the same state: serialized once, copied to the other name
+            self.save(*names)
         self._log(f"epoch {self.epoch}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
         for cb in self.callbacks:
             cb.on_epoch_end(self, self.epoch, metrics)

@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genmodels.train import flush_denormals
+
+    flush_denormals()  # before torch starts its worker threads, so they inherit it
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -32,6 +32,21 @@ from genmodels.models.base import EvalContext
 from genmodels.tblog import grid, log_hparams
 
 
+def flush_denormals() -> None:
+    """Compute float32 values below 1.2e-38 as zero on the CPU (flush-to-zero), as TensorFlow
+    does by default.
+
+    Adam's first moment of a weight whose gradient stays zero (an always-black pixel's, a dead
+    ReLU's) shrinks by beta1 each step into the denormal range after ~600 steps, where x86
+    arithmetic is many times slower: without this, a CPU step of the MLP VAE gets 35% slower from
+    the third Fashion-MNIST epoch on. The mode is per thread and torch's worker threads copy it
+    when they start, so it is set before any parallel work: first thing in the CLI and in tuning
+    workers, and again when a Trainer is built (then it reaches the worker threads only if none
+    ran yet). Changes no result beyond 1e-38.
+    """
+    torch.set_flush_denormal(True)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' asked for but no CUDA device is available")
@@ -118,6 +133,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         quiet: bool = False,
     ):
+        flush_denormals()
         self.cfg = cfg
         self.device = pick_device(cfg.train.device)
         self.run_dir = Path(run_dir) if run_dir else cfg.run_dir()

@@ -25,7 +25,7 @@ from genmodels.config import Config, set_dotted, validate
 from genmodels import finetune
 from genmodels.data import DataSplits, Split, kfold_splits, load_data
 from genmodels.errors import NonFiniteLossError
-from genmodels.train import Trainer, pick_device
+from genmodels.train import Trainer, flush_denormals, pick_device
 from genmodels.tune_config import ParamSpec, TuneConfig, load_tune_config
 
 
@@ -168,6 +168,7 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
 
 def run_worker(config_path: str, overrides: list[str], storage: str | None, quiet: bool = True) -> None:
     """One worker process: pull trials from the shared study until n_trials exist in total."""
+    flush_denormals()  # a spawned interpreter starts without it
     tune, base = load_tune_config(config_path, overrides)
     max_epochs = validate(Config, base, config_path).train.epochs
     study = open_study(tune, storage, max_epochs)

@@ -1,6 +1,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -155,3 +157,20 @@ def test_callback_sees_each_epoch(tmp_path):
 def test_grad_clip_and_bf16_run(tmp_path):
     result = Trainer(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
     assert result["heldout"]["neg_elbo"] > 0
+
+
+FLUSH_PROBE = """
+import sys, torch
+from genmodels.train import flush_denormals
+if sys.argv[1] == "flush":
+    flush_denormals()
+torch.set_num_threads(2)
+x = torch.full((1_000_000,), 1e-39)  # denormal float32; a million elements run on every worker thread
+print(int(((x * 1.0) != 0).sum()))
+"""
+
+
+@pytest.mark.parametrize("mode, nonzero", [("flush", 0), ("plain", 1_000_000)])
+def test_flush_denormals_reaches_worker_threads(mode, nonzero):
+    out = subprocess.run([sys.executable, "-c", FLUSH_PROBE, mode], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) == nonzero

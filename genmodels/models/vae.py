@@ -130,11 +130,16 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def iwae_log_likelihood(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, chunk: int = 64
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, rows: int = 4096
     ) -> torch.Tensor:
-        """IWAE bound on log p(x) per image with k importance samples from q(z|x)."""
+        """IWAE bound on log p(x) per image with k importance samples from q(z|x).
+
+        The k samples are decoded in passes of about `rows` images: on CPU, passes of 64,000
+        images (64 samples of a 1,000-image batch) ran 2x slower, in page faults, than 4,000.
+        """
         mu, logvar = self.encode(x)
         std = (0.5 * logvar).exp()
+        chunk = max(1, rows // x.shape[0])
         log_w = []
         for start in range(0, k, chunk):
             kk = min(chunk, k - start)

@@ -105,7 +105,7 @@ def main() -> None:
     }
     (RESULTS / "hpo_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
     med = summary["median_fraction"]
-    print(f"\nTPE + median pruning reached random search's final best in {summary["reached_in"]}; "
+    print(f"\nTPE + median pruning reached random search's final best in {summary['reached_in']}; "
           f"median fraction of random's epochs: {'n/a' if med is None else f'{med:.0%}'} (target <= 50%)")
     shutil.rmtree(runs, ignore_errors=True)
 

@@ -32,9 +32,9 @@ from genmodels.models.base import EvalContext
 from genmodels.tblog import grid, log_hparams
 
 
-def flush_denormals() -> None:
-    """Compute float32 values below 1.2e-38 as zero on the CPU (flush-to-zero), as TensorFlow
-    does by default.
+def flush_denormals() -> bool:
+    """Compute denormal floats (float32: below 1.2e-38) as zero on the CPU, as TensorFlow does by
+    default; False where the CPU cannot (then nothing changes).
 
     Adam's first moment of a weight whose gradient stays zero (an always-black pixel's, a dead
     ReLU's) shrinks by beta1 each step into the denormal range after ~600 steps, where x86
@@ -44,7 +44,7 @@ def flush_denormals() -> None:
     workers, and again when a Trainer is built (then it reaches the worker threads only if none
     ran yet). Changes no result beyond 1e-38.
     """
-    torch.set_flush_denormal(True)
+    return torch.set_flush_denormal(True)
 
 
 def pick_device(name: str = "auto") -> torch.device:

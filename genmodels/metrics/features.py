@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from genmodels import checkpoint as ckpt
-from genmodels.data import DATASETS, find_dataset, heldout_split, load_raw, to_unit
+from genmodels.data import DATASETS, find_dataset, heldout_split, load_raw, take, to_unit
 from genmodels.errors import UserError
 
 CLASSIFIER_VERSION = 1
@@ -153,7 +153,7 @@ def _train_classifier(dataset: str, data_root: str | None, split_seed: int, held
         perm = torch.randperm(len(train), generator=generator).to(device)
         for i in range(0, len(train), batch_size):
             idx = perm[i : i + batch_size]
-            x = _shift(to_unit(train.images[idx]), generator)
+            x = _shift(to_unit(take(train.images, idx)), generator)
             loss = F.cross_entropy(net(x), train.labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

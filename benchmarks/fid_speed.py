@@ -25,6 +25,7 @@ from genmodels.data import load_splits
 from genmodels.metrics.features import extract, load_classifier
 from genmodels.metrics.frechet import fid_from_features, frechet_distance
 from genmodels.models import GAN
+from genmodels.runtime import setup_process
 
 RESULTS = Path(__file__).parent / "results" / "fid_speed.json"
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=2048)
     args = parser.parse_args()
+    setup_process()
 
     a, b = correlated_features(args.n, args.dim, 1), correlated_features(args.n, args.dim, 2)
     mu1, s1 = a.mean(0), np.cov(a, rowvar=False)

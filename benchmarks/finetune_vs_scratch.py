@@ -17,15 +17,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from genmodels.config import DataConfig, load_config  # noqa: E402
-from genmodels.data import load_data  # noqa: E402
-from genmodels.runs import load_run  # noqa: E402
-from genmodels.train import Trainer  # noqa: E402
+from genmodels.config import load_config
+from genmodels.data import DataConfig, load_data
+from genmodels.experiment import build
+from genmodels.runs import load_run
+from genmodels.runtime import setup_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -41,9 +39,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     args = parser.parse_args()
+    setup_process()
     runs = Path(tempfile.mkdtemp(prefix="ft-"))
     config = ROOT / "experiments" / "vae_mnist.yaml"
-    pre = Trainer(load_config(config, [f"log.runs_dir={runs}", "name=pretrain"]), quiet=True)
+    pre = build(load_config(config, [f"log.runs_dir={runs}", "name=pretrain"]), quiet=True)
     pretrain = pre.fit()
     source = pre.run_dir
     print(f"pretrained on MNIST: {pretrain['epochs']} epochs, held-out -ELBO {pretrain['best']['value']:.2f}", flush=True)
@@ -56,7 +55,7 @@ def main() -> None:
             cfg = load_config(config, [f"log.runs_dir={runs}", f"name={name.replace(' ', '').replace(',', '_')}-{n}",
                                        "data.name=fashion-mnist", f"data.limit={n}", f"train.epochs={args.epochs}",
                                        "train.patience=null"] + [e.format(source=source) for e in extra])
-            trainer = Trainer(cfg, quiet=True)
+            trainer = build(cfg, quiet=True)
             result = trainer.fit()
             _, best_model, _ = load_run(trainer.run_dir, "best", trainer.device)
             trainer.model = best_model

@@ -22,6 +22,8 @@ from torchvision.utils import save_image
 from genmodels.config import load_config
 from genmodels.metrics.features import extract
 from genmodels.metrics.frechet import fid_from_features
+from genmodels.experiment import build
+from genmodels.runtime import setup_process
 from genmodels.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +34,8 @@ def real_floor(trainer: Trainer, split: str, n_fake: int) -> float:
     """FID between the split's real images and n_fake training images: what a perfect generator
     would score with this many samples and this extractor."""
     images = {"heldout": trainer.data.heldout, "test": trainer.data.test}[split].images
-    real = trainer.quality.real_features(split, images)
-    other = extract(trainer.quality.extractor, trainer.data.train.images[:n_fake])
+    real = trainer.scorer.real_features(split, images)
+    other = extract(trainer.scorer.extractor, trainer.data.train.images[:n_fake])
     return fid_from_features(real, other)
 
 
@@ -42,8 +44,8 @@ def run(dataset: str, epochs: int, runs_dir: Path) -> dict:
                       [f"data.name={dataset}", f"train.epochs={epochs}", f"name=dcgan_{dataset}",
                        f"log.runs_dir={runs_dir}"])
     shutil.rmtree(cfg.run_dir(), ignore_errors=True)
-    trainer = Trainer(cfg)
-    trainer.quality.extractor  # train/load the feature classifier before timing training
+    trainer = build(cfg)
+    trainer.scorer.extractor  # train/load the feature classifier before timing training
     start = time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - start
@@ -55,8 +57,8 @@ def run(dataset: str, epochs: int, runs_dir: Path) -> dict:
         "train_images": len(trainer.data.train),
         "train_wall_s": round(wall, 1),
         "device": str(trainer.device),
-        "features": trainer.quality.name,
-        "feature_classifier_test_accuracy": trainer.quality.extractor.info.get("test_accuracy"),
+        "features": trainer.scorer.name,
+        "feature_classifier_test_accuracy": trainer.scorer.extractor.info.get("test_accuracy"),
         "fid_samples": n,
         "heldout_fid": result["heldout"]["fid"],
         "heldout_fid_best": result["best"]["value"],
@@ -77,6 +79,7 @@ def main() -> None:
     parser.add_argument("--mnist-epochs", type=int, default=40)
     parser.add_argument("--runs-dir", default=str(ROOT / "runs" / "benchmarks"))
     args = parser.parse_args()
+    setup_process()
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = [run("fashion-mnist", args.fashion_epochs, Path(args.runs_dir)),
                run("mnist", args.mnist_epochs, Path(args.runs_dir))]

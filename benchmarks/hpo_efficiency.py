@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from genmodels.tune import tune_study  # noqa: E402
+from genmodels.runtime import setup_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
+    setup_process()
     runs = Path(tempfile.mkdtemp(prefix="hpo-"))
     results = []
     fig, axes = plt.subplots(1, len(args.seeds), figsize=(5 * len(args.seeds), 3.6), squeeze=False)

@@ -38,7 +38,9 @@ from torchvision.utils import save_image
 from genmodels.config import Config
 from genmodels.data import find_dataset
 from genmodels.models import VAE
-from genmodels.train import Trainer, Updater, flush_denormals
+from genmodels.experiment import build
+from genmodels.models import Updater
+from genmodels.runtime import setup_process
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -150,11 +152,11 @@ def trainer_config(runs_dir: str, data_root: str, precision: str = "fp32", epoch
 
 
 def trainer_run(cfg: Config, run_dir: Path) -> tuple[int, float]:
-    """Trainer construction and fit, everything included: data load, held-out eval, TensorBoard,
+    """build() and fit, everything included: data load, held-out eval, TensorBoard,
     checkpoints."""
     shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
-    trainer = Trainer(cfg, run_dir=run_dir, quiet=True)
+    trainer = build(cfg, run_dir=run_dir, quiet=True)
     trainer.fit()
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
@@ -166,7 +168,7 @@ def trainer_run(cfg: Config, run_dir: Path) -> tuple[int, float]:
 
 def flops_per_image(device: torch.device) -> float:
     """FLOPs of one training step (forward + backward) of the VAE, per image, counted by torch."""
-    model = VAE((1, 28, 28), "mlp", 1, 400, 20).to(device)
+    model = VAE((1, 28, 28), arch="mlp", n_layers=1, hidden=400, latent_dim=20).to(device)
     update = Updater(model.configure_optimizers(trainer_config(".", ".").optim), device)
     batch = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8, device=device)
     with FlopCounterMode(display=False) as counter:
@@ -211,7 +213,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (pytorch/examples' main.py default: 10)")
     args = parser.parse_args()
-    flush_denormals()  # first, so torch's worker threads inherit it: the same for both loops
+    setup_process()  # flush-to-zero first, so torch's worker threads inherit it: the same for both loops
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)

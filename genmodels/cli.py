@@ -1,14 +1,29 @@
-"""`genmodels train|eval|sample|tune|features`: thin wrappers. User errors exit with code 2."""
+"""`genmodels train|finetune|eval|sample|tune|features`: thin wrappers over the package. User errors
+are one line on stderr and exit code 2; Ctrl-C and SIGTERM save the run and exit 130 and 143."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
-from genmodels.errors import UserError
+import optuna
+import torch
+import yaml
+from torchvision.utils import save_image
+
+from genmodels.config import load_config
+from genmodels.errors import Interrupted, UserError
+from genmodels.experiment import build, evaluate_run
+from genmodels.files import atomic_write
+from genmodels.finetune import FineTuning
+from genmodels.metrics.features import cache_dirs, load_classifier, save_classifier, train_classifier
+from genmodels.models import MODELS
+from genmodels.runs import checkpoint_path, load_run
+from genmodels.runtime import setup_process
+from genmodels.study_report import write_report
+from genmodels.tune import retrain_best, tune_study
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -24,9 +39,6 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from genmodels.config import load_config
-    from genmodels.train import Trainer
-
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -42,16 +54,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or --name NEW for a new run")
     if args.resume and not (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
-    trainer = Trainer(cfg, quiet=args.quiet)
-    if trainer.finetune_info:
-        ft = trainer.finetune_info
-        print(f"fine-tuning from {cfg.finetune.source} (epoch {ft['source_epoch']}): {ft['frozen']:,} parameters "
-              f"frozen ({ft['frozen_tensors']} tensors), {ft['trainable']:,} trainable, "
-              f"{ft['reinit_tensors']} tensors re-initialised")
-    try:
-        result = trainer.fit(resume=args.resume)
-    except KeyboardInterrupt:
-        return 130
+    trainer = build(cfg, quiet=args.quiet, resume=args.resume)
+    for cb in trainer.callbacks:
+        if isinstance(cb, FineTuning):
+            print(cb.summary())
+    result = trainer.fit()
     print(f"run: {run_dir}  device: {result['device']}  epochs: {result['epochs']}  "
           f"time: {result['train_seconds']:.1f}s" + (f"  ({result['stop_reason']})" if result["stop_reason"] else ""))
     print(f"held-out metrics (nats per image where applicable), epoch {result['epochs']}:")
@@ -62,58 +69,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from genmodels import checkpoint as ckpt
-    from genmodels.runs import load_run
-    from genmodels.train import Trainer
+def eval_option_fields() -> dict[str, Any]:
+    """Every evaluation option some registered model family declares, by name."""
+    return {name: field for cls in MODELS.values() for name, field in cls.EvalOptions.model_fields.items()}
 
-    cfg, model, state = load_run(args.run_dir, args.checkpoint)
-    if args.data_root:
-        cfg.data.root = args.data_root
-    # The checkpoint already holds the fine-tuned weights: evaluate them as they are, on images
-    # of the size the model was trained at.
-    cfg.finetune = None
-    channels, size = state["image_shape"][0], state["image_shape"][1]
-    cfg.data.image_size, cfg.data.channels = cfg.data.image_size or size, cfg.data.channels or channels
-    if args.iwae_k and cfg.model.kind != "vae":
-        raise UserError(f"--iwae-k: only VAE runs have an IWAE estimate, this run is '{cfg.model.kind}'")
-    trainer = Trainer(cfg, model=model, run_dir=args.run_dir, quiet=args.quiet)
-    split = trainer.data.heldout if args.split == "heldout" else trainer.data.test
-    metrics = trainer.evaluate(args.split, full=True, iwae_k=args.iwae_k)
-    options: dict[str, Any] = {"iwae_k": args.iwae_k} if args.iwae_k else {}
-    if trainer.quality.loaded:
-        options["features"] = trainer.quality.name
-    out = Path(args.run_dir) / f"eval_{args.split}.json"
-    ckpt.write_json(out, {"split": args.split, "epoch": state["epoch"], "images": len(split), **options,
-                          "metrics": metrics})
-    extra = f", features: {options['features']}" if "features" in options else ""
-    print(f"{args.split} split ({len(split)} images), {cfg.data.name}, epoch {state['epoch']}{extra}:")
-    print(_format_metrics(metrics))
-    print(f"written to {out}")
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    options = {name: value for name in eval_option_fields() if (value := getattr(args, name)) is not None}
+    path = checkpoint_path(args.run_dir, args.checkpoint)
+    report = evaluate_run(path, args.split, args.checkpoint, options, args.data_root, args.quiet)
+    extra = f", features: {report['features']}" if "features" in report else ""
+    print(f"{args.split} split ({report['images']} images), {report['dataset']}, epoch {report['epoch']}{extra}:")
+    print(_format_metrics(report["metrics"]))
+    print(f"written to {path.parent / f'eval_{args.split}.json'}")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
-    from torchvision.utils import save_image
-
-    from genmodels import checkpoint as ckpt
-    from genmodels.runs import load_run
-
-    if args.n < 1:
-        raise UserError(f"-n: expected a positive number of images, got {args.n}")
+    if not 1 <= args.n <= 100_000:
+        raise UserError(f"-n: expected a number of images from 1 to 100000, got {args.n}")
     cfg, model, _ = load_run(args.run_dir, args.checkpoint)
     seed = cfg.seed if args.seed is None else args.seed
     images = model.sample(args.n, torch.Generator().manual_seed(seed))
     nrow = max(1, int(math.sqrt(args.n)))
-    ckpt.atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
+    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
     print(f"wrote {args.n} samples to {args.output}")
     return 0
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from genmodels.metrics.features import cache_dirs, load_classifier, save_classifier, train_classifier
-
     if args.force:
         net, info = train_classifier(args.dataset, args.data_root, args.split_seed, args.heldout_fraction,
                                      epochs=args.epochs, quiet=args.quiet)
@@ -131,18 +115,16 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from genmodels.study_report import write_report
-    from genmodels.tune import retrain_best, tune_study
-
+    optuna.logging.set_verbosity(optuna.logging.WARNING if args.quiet else optuna.logging.INFO)
     overrides = list(args.overrides)
     if args.n_trials:
         overrides.append(f"n_trials={args.n_trials}")
     try:
         study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: the running trial is marked failed; rerun the same command to resume the study",
               file=sys.stderr)
-        return 130
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
     retrained = None
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if (args.retrain_best or tune.retrain_best) and complete and len(tune.objectives) == 1:
@@ -183,8 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run's checkpoint on the held-out or test split")
     p.add_argument("run_dir")
     p.add_argument("--split", choices=["heldout", "test"], default="heldout")
-    p.add_argument("--iwae-k", type=int, default=0, metavar="K",
-                   help="VAE: importance samples for the IWAE estimate of -log p(x) (e.g. 1000)")
+    # One flag per evaluation option a model family declares (e.g. the VAE's --iwae-k).
+    for name, field in eval_option_fields().items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_yaml_value, metavar="VALUE",
+                       help=f"{field.description} (default: {field.default})")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     p.add_argument("--data-root")
     p.add_argument("--quiet", action="store_true")
@@ -223,16 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from genmodels.train import flush_denormals
+def _yaml_value(text: str) -> Any:
+    """A flag's value as YAML (numbers, booleans, lists); the model's schema checks it."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
-    flush_denormals()  # before torch starts its worker threads, so they inherit it
+
+def main(argv: list[str] | None = None) -> int:
+    setup_process()  # before torch starts its worker threads, so they inherit it
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except UserError as exc:
         print(f"genmodels: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
         return exc.exit_code
 
 

@@ -1,4 +1,5 @@
-"""Datasets as uint8 tensors: finding IDX files, validating them, and the seeded held-out split.
+"""Datasets as uint8 tensors: the `data` config section, finding and validating IDX files, image
+folders, and the seeded held-out split.
 
 Each split is read once into a (N, C, H, W) uint8 tensor on the training device; the Trainer
 slices batches out of it, so no Python runs per image.
@@ -7,17 +8,39 @@ slices batches out of it, so no Python runs per image.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO, Literal
 
 import torch
+from pydantic import Field
 
+from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.errors import DataError
+from genmodels.schema import StrictModel
 
-if TYPE_CHECKING:
-    from genmodels.config import DataConfig
+
+class DataConfig(StrictModel):
+    name: Literal["mnist", "fashion-mnist", "imagefolder"] = Field("mnist", description="dataset")
+    root: str | None = Field(None, description="folder holding <dataset>/*.gz; default $GENMODELS_DATA, "
+                                                "then ~/.cache/genmodels/data")
+    path: str | None = Field(None, description="imagefolder: a folder of PNG/JPEG images (class subfolders optional)")
+    image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder: resize to this side "
+                                                                     "(default: the fine-tuning source's, else 28)")
+    channels: Literal[1, 3] | None = Field(None, description="imagefolder: 1 grey or 3 RGB (default: the "
+                                                               "fine-tuning source's, else 1)")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="imagefolder: share kept as its test split")
+    classes: list[int] | None = Field(None, description="keep only these labels (every split)")
+    limit: int | None = Field(None, ge=1, description="at most this many images per split (a seeded choice)")
+    heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of the training split held out "
+                                                                      "for evaluation and tuning")
+    # Fixes which images are held out, apart from the run seed: runs with different seeds are
+    # scored on the same held-out images, and the FID classifier is trained without them.
+    split_seed: int = Field(0, ge=0, lt=2**63, description="seed of the held-out split (the same for every run seed)")
+    download: bool = Field(True, description="try torchvision's download when no files are found")
+
 
 # Dataset name -> (folder in our layout, torchvision class whose <root>/<Class>/raw/ we also read).
 DATASETS = {
@@ -244,14 +267,12 @@ def load_splits(
     download: bool = True,
 ) -> DataSplits:
     """Train / held-out / test splits on `device`. Held-out is carved from train; test is untouched."""
-    from genmodels.config import DataConfig
-
     cfg = DataConfig(name=name, root=str(root) if root else None, heldout_fraction=heldout_fraction,
                      split_seed=seed, download=download)
     return load_data(cfg, device)
 
 
-def raw_splits(cfg: "DataConfig", image_shape: tuple[int, int, int] | None = None) -> dict[str, Split]:
+def raw_splits(cfg: DataConfig, image_shape: tuple[int, int, int] | None = None) -> dict[str, Split]:
     """The dataset's own train and test splits on the CPU, before held-out carving and selection."""
     if cfg.name == "imagefolder":
         if not cfg.path:
@@ -276,7 +297,7 @@ def select(split: Split, classes: list[int] | None, limit: int | None, seed: int
     return split
 
 
-def load_data(cfg: "DataConfig", device: torch.device | str = "cpu",
+def load_data(cfg: DataConfig, device: torch.device | str = "cpu",
               image_shape: tuple[int, int, int] | None = None) -> DataSplits:
     """Train / held-out / test splits for a `data` config section, on `device`.
 
@@ -290,7 +311,7 @@ def load_data(cfg: "DataConfig", device: torch.device | str = "cpu",
     return DataSplits(name=cfg.name, **parts)
 
 
-def kfold_splits(cfg: "DataConfig", k: int, device: torch.device | str = "cpu",
+def kfold_splits(cfg: DataConfig, k: int, device: torch.device | str = "cpu",
                  image_shape: tuple[int, int, int] | None = None) -> list[DataSplits]:
     """k train/held-out splits of the training split for cross-validation: fold i holds out the
     i-th of k seeded, disjoint, near-equal parts. The test split is the same in all of them."""
@@ -319,10 +340,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 def load_imagefolder(path: str | Path, size: int, channels: int) -> Split:
     """Every PNG/JPEG under `path`, decoded once, resized to size x size with `channels`, cached
     beside the images as a uint8 tensor. Labels are the sorted subfolder names (0 if none)."""
-    import hashlib
-
-    from genmodels import checkpoint as ckpt
-
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path: {folder} is not a folder")
@@ -332,7 +349,7 @@ def load_imagefolder(path: str | Path, size: int, channels: int) -> Split:
     stamp = hashlib.sha1("".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:12]
     cache = folder / f".genmodels-{size}x{size}x{channels}-{stamp}.pt"
     if cache.is_file():
-        state = ckpt.load_checkpoint(cache)
+        state = load_tensors(cache, {"images": torch.Tensor, "labels": torch.Tensor})
         return Split(state["images"], state["labels"])
     groups = sorted({p.parent.relative_to(folder).as_posix() for p in files})
     images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
@@ -340,7 +357,7 @@ def load_imagefolder(path: str | Path, size: int, channels: int) -> Split:
         images[i] = _decode(p, size, channels)
     labels = torch.tensor([groups.index(p.parent.relative_to(folder).as_posix()) for p in files])
     try:
-        ckpt.save_checkpoint(cache, {"images": images, "labels": labels})
+        save_tensors(cache, {"images": images, "labels": labels})
     except OSError:
         pass  # a read-only folder: decode again next time
     return Split(images, labels)
@@ -357,7 +374,3 @@ def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
     return array.view(size, size, channels).permute(2, 0, 1)
 
-
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [0, 1]. Models call this inside their step, on the device."""
-    return images.float().div_(255.0)

@@ -17,3 +17,16 @@ class DataError(UserError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced NaN/inf; the tuner records it as a failed trial and moves on."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM reached a run: it saved its state and stopped. A KeyboardInterrupt, so
+    whatever already cleans up after Ctrl-C cleans up after a SIGTERM too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

@@ -1,12 +1,13 @@
-"""Fine-tuning: start from a trained run's weights, freeze and re-initialise parameters by name.
-
-A run config with a `finetune` section is trained by the same Trainer; this module only prepares
-the model before the optimizers are built, so frozen parameters never reach an optimizer.
+"""Fine-tuning: a build step that starts a model from a trained run's weights and freezes or
+re-draws parameters by name, and a callback that keeps frozen BatchNorm statistics fixed.
 
     finetune:
       from: runs/vae_mnist        # a run directory or a .pt checkpoint
       freeze: [encoder.*]         # glob patterns over parameter names (model.named_parameters())
       reinit: [decoder.2.*]       # re-drawn from the layer's own initialiser before training
+
+The source is read once, by `genmodels.experiment`; once the run has a checkpoint of its own it
+is never needed again (resuming reads the run's last.pt, which holds every weight).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from genmodels import checkpoint as ckpt
+from genmodels.checkpoint import RunCheckpoint, load_weights
 from genmodels.config import FinetuneConfig
 from genmodels.errors import ConfigError
-from genmodels.models import GenerativeModel
-from genmodels.runs import checkpoint_path
+from genmodels.models.base import GenerativeModel
+from genmodels.train import Callback, Trainer
 
 
 def match(names: list[str], patterns: list[str], field: str) -> set[str]:
@@ -36,47 +37,27 @@ def match(names: list[str], patterns: list[str], field: str) -> set[str]:
     return chosen
 
 
-def load_source(ft: FinetuneConfig) -> dict[str, Any]:
-    return ckpt.load_checkpoint(checkpoint_path(ft.source, ft.checkpoint))
+def load_source_weights(model: GenerativeModel, kind: str, source: RunCheckpoint, where: str) -> None:
+    """The source checkpoint's weights into `model`, which must be of the same family and shape."""
+    if source.kind != kind:
+        raise ConfigError(f"finetune.from: {where} holds a '{source.kind}' model, the config trains '{kind}'")
+    load_weights(model, source.model, f"finetune.from: {where}")
 
 
-def source_image_shape(ft: FinetuneConfig | None) -> tuple[int, int, int] | None:
-    """The image shape the source run's model takes (None when not fine-tuning)."""
-    return tuple(load_source(ft)["image_shape"]) if ft else None
-
-
-def check_compatible(state: dict[str, Any], kind: str, model: nn.Module, source: str) -> None:
-    if state["kind"] != kind:
-        raise ConfigError(f"finetune.from: {source} holds a '{state['kind']}' model, the config trains '{kind}'")
-    own = model.state_dict()
-    for name, tensor in state["model"].items():
-        if name not in own:
-            raise ConfigError(f"finetune.from: {source} has parameter '{name}' that the configured model lacks")
-        if own[name].shape != tensor.shape:
-            raise ConfigError(f"finetune.from: shape mismatch for '{name}': checkpoint {tuple(tensor.shape)}, "
-                              f"model {tuple(own[name].shape)} (the model section must match the checkpoint's)")
-    missing = sorted(set(own) - set(state["model"]))
-    if missing:
-        raise ConfigError(f"finetune.from: {source} lacks '{missing[0]}' that the configured model has")
-
-
-def prepare(model: GenerativeModel, kind: str, ft: FinetuneConfig, state: dict[str, Any]) -> dict[str, Any]:
-    """Load the source checkpoint `state` into `model`, re-initialise and freeze by pattern.
-
-    Returns counts for the log: frozen and trainable parameter numbers (elements)."""
-    check_compatible(state, kind, model, ft.source)
-    model.load_state_dict(state["model"])
+def freeze(model: nn.Module, ft: FinetuneConfig, reinit: bool = True) -> dict[str, Any]:
+    """Re-draw (if `reinit`) and freeze parameters by pattern; before the optimizers are built,
+    so frozen parameters never reach one. Returns counts for the log."""
     names = [n for n, _ in model.named_parameters()]
-    reinit = match(names, ft.reinit_patterns(), "reinit")
+    redrawn = match(names, ft.reinit_patterns(), "reinit")
     frozen = match(names, ft.freeze_patterns(), "freeze")
-    if reinit:
-        _reinitialise(model, reinit)
+    if reinit and redrawn:
+        _reinitialise(model, redrawn)
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     n_frozen = sum(p.numel() for n, p in model.named_parameters() if n in frozen)
     n_train = sum(p.numel() for n, p in model.named_parameters() if n not in frozen)
-    return {"frozen": n_frozen, "trainable": n_train, "frozen_tensors": len(frozen), "reinit_tensors": len(reinit),
-            "source_epoch": state["epoch"]}
+    return {"frozen": n_frozen, "trainable": n_train, "frozen_tensors": len(frozen),
+            "reinit_tensors": len(redrawn) if reinit else 0}
 
 
 def _reinitialise(model: nn.Module, names: set[str]) -> None:
@@ -88,8 +69,7 @@ def _reinitialise(model: nn.Module, names: set[str]) -> None:
 
 
 def frozen_modules(model: nn.Module) -> list[nn.Module]:
-    """Modules all of whose parameters are frozen and that hold running statistics (BatchNorm):
-    kept in eval mode while training, so frozen blocks do not drift through their buffers."""
+    """Modules all of whose parameters are frozen and that hold running statistics (BatchNorm)."""
     out = []
     for module in model.modules():
         params = list(module.parameters(recurse=False))
@@ -97,3 +77,22 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
             out.append(module)
     return out
 
+
+class FineTuning(Callback):
+    """Keeps frozen BatchNorm layers in eval mode while the rest trains, so their running
+    statistics stay the source's: a frozen block does not drift through its buffers. Carries
+    what the build step did, for the log."""
+
+    def __init__(self, source: str, counts: dict[str, Any], source_epoch: int | None = None):
+        self.source, self.counts, self.source_epoch = source, counts, source_epoch
+
+    def summary(self) -> str:
+        c = self.counts
+        start = (f"fine-tuning from {self.source} (epoch {self.source_epoch})" if self.source_epoch is not None
+                 else f"fine-tuning (weights from the run's own checkpoint; source {self.source})")
+        return (f"{start}: {c['frozen']:,} parameters frozen ({c['frozen_tensors']} tensors), {c['trainable']:,} "
+                f"trainable, {c['reinit_tensors']} tensors re-initialised")
+
+    def on_train_epoch_start(self, trainer: Trainer) -> None:
+        for module in frozen_modules(trainer.model):
+            module.eval()

@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import optuna
+import optuna.visualization.matplotlib as ovm
+import yaml
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import optuna.visualization.matplotlib as ovm  # noqa: E402
-import yaml  # noqa: E402
-
-from genmodels import checkpoint as ckpt  # noqa: E402
-from genmodels.config import set_dotted  # noqa: E402
-from genmodels.tune_config import TuneConfig  # noqa: E402
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def best_config(base: dict[str, Any], params: dict[str, Any], name: str) -> dict[str, Any]:
-    data = copy.deepcopy(base)
-    for key, value in params.items():
-        set_dotted(data, key.split("."), value)
-    data["name"] = name
-    return data
+from genmodels.files import atomic_write, write_json, write_text
+from genmodels.tune_config import TuneConfig, with_params
 
 
 def _save_plot(make, path: Path) -> str | None:
@@ -43,7 +28,7 @@ def _save_plot(make, path: Path) -> str | None:
     fig = ax.figure
     fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
     fig.tight_layout()
-    ckpt.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return None
 
@@ -53,7 +38,7 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
     out = tune.study_dir()
     out.mkdir(parents=True, exist_ok=True)
     df = study.trials_dataframe()
-    ckpt.atomic_write(out / "trials.csv", lambda tmp: df.to_csv(tmp, index=False))
+    atomic_write(out / "trials.csv", lambda tmp: df.to_csv(tmp, index=False))
     states = {s.name.lower(): 0 for s in optuna.trial.TrialState}
     for t in study.trials:
         states[t.state.name.lower()] += 1
@@ -67,8 +52,8 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
         best_trials = [study.best_trial] if single else study.best_trials
         for t in best_trials:
             cfg_name = "best_config.yaml" if single else f"best_config_trial-{t.number:04d}.yaml"
-            cfg = best_config(base, t.params, f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
-            ckpt.write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
+            cfg = with_params(base, t.params, f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
+            write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
         summary["best"] = [{"trial": t.number, "values": t.values, "params": t.params,
                             "run_dir": t.user_attrs.get("run_dir")} for t in best_trials]
         if single:
@@ -84,8 +69,8 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
             notes.append(_save_plot(lambda: ovm.plot_pareto_front(study, target_names=names), out / "pareto_front.png"))
     if retrained:
         summary["retrained"] = retrained
-    ckpt.write_json(out / "summary.json", summary)
-    ckpt.write_text(out / "summary.md", _markdown(study, tune, summary, best_trials, [n for n in notes if n]))
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", _markdown(study, tune, summary, best_trials, [n for n in notes if n]))
     return summary
 
 

@@ -8,7 +8,6 @@ the study folder by default): rerunning the same command resumes it.
 
 from __future__ import annotations
 
-import copy
 import math
 import multiprocessing
 import os
@@ -21,12 +20,14 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from genmodels.config import Config, set_dotted, validate
-from genmodels import finetune
+from genmodels.config import Config
 from genmodels.data import DataSplits, Split, kfold_splits, load_data
 from genmodels.errors import NonFiniteLossError
-from genmodels.train import Trainer, flush_denormals, pick_device
-from genmodels.tune_config import ParamSpec, TuneConfig, load_tune_config
+from genmodels.experiment import build
+from genmodels.runtime import pick_device, setup_process
+from genmodels.schema import set_dotted, validate
+from genmodels.train import Callback, Trainer
+from genmodels.tune_config import ParamSpec, TuneConfig, load_tune_config, with_params
 
 
 def make_sampler(tune: TuneConfig) -> optuna.samplers.BaseSampler:
@@ -64,7 +65,7 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
     return trial.suggest_categorical(name, spec.choices)
 
 
-class PruningCallback:
+class PruningCallback(Callback):
     """Reports a held-out metric to the trial after each epoch and stops the run if the pruner says so."""
 
     def __init__(self, trial: optuna.Trial, metric: str, step_offset: int = 0):
@@ -78,10 +79,8 @@ class PruningCallback:
 
 
 def trial_config(tune: TuneConfig, base: dict[str, Any], params: dict[str, Any], name: str) -> Config:
-    data = copy.deepcopy(base)
-    for key, value in params.items():
-        set_dotted(data, key.split("."), value)
-    set_dotted(data, ["name"], name)
+    """The run config of one trial: the base with the trial's parameters, in the study folder."""
+    data = with_params(base, params, name)
     set_dotted(data, ["log", "runs_dir"], str(tune.study_dir()))
     return validate(Config, data, f"{tune.study_name}/{name}")
 
@@ -98,15 +97,15 @@ class Objective:
         self._data: dict[str, Any] = {}  # data splits shared by trials with the same data section
 
     def data_for(self, cfg: Config) -> DataSplits | list[DataSplits]:
+        """Splits for a trial's (resolved) data section, loaded once per study and process."""
         d = cfg.data
-        key = str((d.model_dump(), cfg.train.device, self.tune.cv_folds, cfg.finetune and cfg.finetune.source))
+        key = str((d.model_dump(), cfg.train.device, self.tune.cv_folds))
         if key not in self._data:
             device = pick_device(cfg.train.device)
-            shape = finetune.source_image_shape(cfg.finetune)
             if self.tune.cv_folds:
-                self._data[key] = kfold_splits(d, self.tune.cv_folds, device, shape)
+                self._data[key] = kfold_splits(d, self.tune.cv_folds, device)
             else:
-                self._data[key] = load_data(d, device, shape)
+                self._data[key] = load_data(d, device)
         return self._data[key]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
@@ -121,7 +120,7 @@ class Objective:
                 values = self._cross_validate(trial, cfg, single)
             else:
                 callbacks = [PruningCallback(trial, self.tune.objectives[0])] if single else []
-                result = Trainer(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet).fit()
+                result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet).fit()
                 values = objective_values(self.tune, result)
                 if result["best"]:
                     trial.set_user_attr("best_epoch", result["best"]["epoch"])
@@ -142,7 +141,7 @@ class Objective:
         objective is reported at step i, so a pruner can stop a bad trial after one fold."""
         per_fold: list[list[float]] = []
         for i, splits in enumerate(self.data_for(cfg)):
-            trainer = Trainer(cfg, data=splits, run_dir=cfg.run_dir() / f"fold-{i}", quiet=self.quiet)
+            trainer = build(cfg, data=splits, run_dir=cfg.run_dir() / f"fold-{i}", quiet=self.quiet)
             per_fold.append(objective_values(self.tune, trainer.fit()))
             trial.set_user_attr("fold_values", [v[0] for v in per_fold])
             if single:
@@ -168,7 +167,7 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
 
 def run_worker(config_path: str, overrides: list[str], storage: str | None, quiet: bool = True) -> None:
     """One worker process: pull trials from the shared study until n_trials exist in total."""
-    flush_denormals()  # a spawned interpreter starts without it
+    setup_process()  # a spawned interpreter starts without it
     tune, base = load_tune_config(config_path, overrides)
     max_epochs = validate(Config, base, config_path).train.epochs
     study = open_study(tune, storage, max_epochs)
@@ -194,7 +193,6 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     tune, base = load_tune_config(config_path, overrides)
     max_epochs = validate(Config, base, config_path).train.epochs
     study = open_study(tune, storage, max_epochs)
-    optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
     procs = []
     if workers > 1:
         ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
@@ -221,7 +219,7 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
     cfg = trial_config(tune, base, best.params, "best-retrained")
     epochs = best.user_attrs.get("best_epoch") or cfg.train.epochs
     cfg.train.epochs, cfg.train.patience = int(epochs), None
-    splits = load_data(cfg.data, pick_device(cfg.train.device), finetune.source_image_shape(cfg.finetune))
+    splits = load_data(cfg.data, pick_device(cfg.train.device))
     full = DataSplits(
         train=Split(torch.cat([splits.train.images, splits.heldout.images]),
                     torch.cat([splits.train.labels, splits.heldout.labels])),
@@ -229,10 +227,10 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
         test=splits.test, name=splits.name,
     )
     shutil.rmtree(cfg.run_dir(), ignore_errors=True)  # a rerun retrains from scratch, same seed
-    trainer = Trainer(cfg, data=full, quiet=quiet)
+    trainer = build(cfg, data=full, quiet=quiet)
     trainer.fit()
     test = trainer.evaluate("test", full=True)
     return {"trial": best.number, "params": best.params, "epochs": int(epochs), "train_images": len(full.train),
             "run_dir": str(trainer.run_dir), "test": test,
-            "features": trainer.quality.name if trainer.quality.loaded else None}
+            "features": trainer.scorer.name if trainer.scorer and trainer.scorer.loaded else None}
 

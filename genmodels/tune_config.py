@@ -8,16 +8,14 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from genmodels.config import (Config, StrictModel, apply_overrides, model_from_source, read_yaml, set_dotted,
-                              validate)
+from genmodels.config import Config
 from genmodels.errors import ConfigError
+from genmodels.experiment import read_source, resolve
+from genmodels.models import model_class
+from genmodels.schema import StrictModel, apply_overrides, read_yaml, set_dotted, validate
 
-# Held-out metrics and the direction that makes them better. Anything else must say its direction.
-DIRECTIONS = {
-    "neg_elbo": "minimize", "recon": "minimize", "kl": "minimize", "loss": "minimize", "iwae_nll": "minimize",
-    "fid": "minimize", "kid": "minimize", "precision": "maximize", "recall": "maximize",
-    "train_seconds": "minimize",
-}
+# Objectives every run reports besides its model's held-out metrics.
+RUN_METRICS = {"train_seconds": "minimize"}
 
 
 class ParamSpec(StrictModel):
@@ -71,7 +69,7 @@ class TuneConfig(StrictModel):
     base: str  # the run config every trial starts from, relative to this file
     study_name: str = Field("study", pattern=r"^[A-Za-z0-9._-]+$")
     objectives: list[str] = Field(default_factory=lambda: ["neg_elbo"], min_length=1)
-    directions: list[Literal["minimize", "maximize"]] | None = None  # default: from the metric
+    directions: list[Literal["minimize", "maximize"]] | None = None  # default: the model's for each metric
     n_trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0)  # seconds, per invocation
     cv_folds: int | None = Field(None, ge=2)
@@ -85,12 +83,7 @@ class TuneConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "TuneConfig":
-        if self.directions is None:
-            unknown = [o for o in self.objectives if o not in DIRECTIONS]
-            if unknown:
-                raise ValueError(f"no known direction for objective '{unknown[0]}': give 'directions'")
-            self.directions = [DIRECTIONS[o] for o in self.objectives]
-        if len(self.directions) != len(self.objectives):
+        if self.directions is not None and len(self.directions) != len(self.objectives):
             raise ValueError("'directions' needs one entry per objective")
         if not self.space:
             raise ValueError("'space' needs at least one field to search")
@@ -103,17 +96,38 @@ class TuneConfig(StrictModel):
         return self.storage or f"sqlite:///{self.study_dir() / 'study.db'}"
 
 
-def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[TuneConfig, dict[str, Any]]:
-    """The tuning config and the raw base run config (a dict, with the tuning `set` applied).
+def with_params(base: dict[str, Any], params: dict[str, Any], name: str) -> dict[str, Any]:
+    """A copy of the base run config with searched values set by dotted path, named `name`."""
+    data = copy.deepcopy(base)
+    for key, value in params.items():
+        set_dotted(data, key.split("."), value)
+    data["name"] = name
+    return data
 
-    Every searched field is checked against the run config's schema up front, so a typo in
-    `space` is one error line now, not a failed trial later.
+
+def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[TuneConfig, dict[str, Any]]:
+    """The tuning config (directions filled in) and the raw base run config (a dict, with the
+    tuning `set` applied, and a fine-tuning source's model section filled in).
+
+    Everything is checked up front, so a mistake is one error line now, not a failed trial
+    later: every objective is a metric the model reports, and every searched field exists.
     """
     path = Path(path)
     tune = validate(TuneConfig, apply_overrides(read_yaml(path), overrides or []), str(path))
     base_path = (path.parent / tune.base) if not Path(tune.base).is_absolute() else Path(tune.base)
-    base = model_from_source(apply_overrides(read_yaml(base_path), list(tune.set)))
-    validate(Config, base, f"{base_path} (with {path.name} set)")
+    base = apply_overrides(read_yaml(base_path), list(tune.set))
+    cfg = validate(Config, base, f"{base_path} (with {path.name} set)")
+    if cfg.finetune is not None:  # the source's model section (and image size), read once per study
+        cfg = resolve(cfg, read_source(cfg)[0])
+        base = {**base, "model": cfg.model.model_dump(mode="json"), "data": {**base.get("data", {}),
+                                                                           **cfg.data.model_dump(mode="json")}}
+    metrics = {**model_class(cfg.model.kind).metrics, **RUN_METRICS}
+    for objective in tune.objectives:
+        if objective not in metrics:
+            raise ConfigError(f"{path}: objectives: '{objective}' is not a metric a '{cfg.model.kind}' model reports "
+                              f"(expected one of {', '.join(metrics)})")
+    if tune.directions is None:
+        tune.directions = [metrics[o] for o in tune.objectives]
     for key, spec in tune.space.items():
         probe = spec.choices[0] if spec.type == "categorical" else (int(spec.low) if spec.type == "int" else spec.low)
         try:
@@ -121,4 +135,3 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
         except ConfigError as exc:
             raise ConfigError(str(exc).replace(f"{path}: space: ", f"{path}: space.{key}: ", 1)) from None
     return tune, base
-

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from genmodels.config import Config, apply_overrides, validate
+from genmodels.config import Config
+from genmodels.schema import apply_overrides, validate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,7 @@
 import pytest
 
-from genmodels.config import Config, load_config, parse_override
+from genmodels.config import Config, load_config
+from genmodels.schema import parse_override
 from genmodels.errors import ConfigError
 
 from conftest import REPO, run_cli
@@ -13,7 +14,7 @@ def write(tmp_path, text):
 
 
 def test_experiment_configs_are_valid():
-    from genmodels.config import read_yaml, validate
+    from genmodels.schema import read_yaml, validate
     from genmodels.tune_config import TuneConfig
 
     for path in sorted((REPO / "experiments").glob("*.yaml")):

@@ -4,11 +4,11 @@ import torch
 import yaml
 from PIL import Image
 
-from genmodels.config import DataConfig
-from genmodels.data import load_data, load_imagefolder
+from genmodels.data import DataConfig, load_data, load_imagefolder
 from genmodels.errors import ConfigError
+from genmodels.experiment import build
+from genmodels.finetune import FineTuning
 from genmodels.runs import load_run
-from genmodels.train import Trainer
 
 from conftest import data_root, run_cli, tiny_config
 from test_train import scalars
@@ -17,9 +17,13 @@ from test_train import scalars
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("src")
-    trainer = Trainer(tiny_config(tmp, "name=src", "train.epochs=1"), quiet=True)
+    trainer = build(tiny_config(tmp, "name=src", "train.epochs=1"), quiet=True)
     trainer.fit()
     return trainer.run_dir
+
+
+def finetune_counts(trainer):
+    return next(cb for cb in trainer.callbacks if isinstance(cb, FineTuning)).counts
 
 
 def finetune_config(tmp_path, source, *extra):
@@ -29,8 +33,8 @@ def finetune_config(tmp_path, source, *extra):
 
 def test_frozen_parameters_unchanged_trainable_changed(tmp_path, source_run):
     _, source_model, _ = load_run(source_run)
-    trainer = Trainer(finetune_config(tmp_path, source_run, "finetune.freeze=[encoder.*]"), quiet=True)
-    info = trainer.finetune_info
+    trainer = build(finetune_config(tmp_path, source_run, "finetune.freeze=[encoder.*]"), quiet=True)
+    info = finetune_counts(trainer)
     n_encoder = sum(p.numel() for p in source_model.encoder.parameters())
     assert info["frozen"] == n_encoder and info["trainable"] == sum(p.numel() for p in source_model.decoder.parameters())
     trainer.fit()
@@ -45,13 +49,13 @@ def test_frozen_parameters_unchanged_trainable_changed(tmp_path, source_run):
 
 
 def test_gan_finetune_freezes_generator_block(tmp_path):
-    src = Trainer(tiny_config(tmp_path, "name=gsrc", "model.kind=gan", "model.arch=mlp", "model.hidden=16",
+    src = build(tiny_config(tmp_path, "name=gsrc", "model.kind=gan", "model.arch=mlp", "model.hidden=16",
                               "model.latent_dim=4", "eval.fid_samples=100"), quiet=True)
     src.fit()
     cfg = tiny_config(tmp_path, "name=gft", "model.kind=gan", "model.arch=mlp", "model.hidden=16", "model.latent_dim=4",
                       "eval.fid_samples=100", f"finetune.from={src.run_dir}", "finetune.freeze=generator.0.0.*,generator.0.1.*",
                       "data.classes=[3]", "data.limit=200")
-    ft = Trainer(cfg, quiet=True)
+    ft = build(cfg, quiet=True)
     ft.fit()
     _, source_model, _ = load_run(src.run_dir)
     before = dict(source_model.named_parameters())
@@ -72,7 +76,7 @@ def write(tmp_path, data):
 
 @pytest.mark.parametrize("change, message", [
     ({"finetune": {"freeze": ["encoderr.*"]}}, "finetune.freeze: pattern 'encoderr.*' matches no parameter"),
-    ({"model": {"hidden": 48}}, "finetune.from: shape mismatch for 'encoder.1.0.weight': checkpoint (32, 784), model (48, 784)"),
+    ({"model": {"hidden": 48}}, "best.pt: shape mismatch for 'encoder.1.0.weight': checkpoint (32, 784), model (48, 784)"),
     ({"model": {"kind": "gan", "arch": "mlp"}}, "holds a 'vae' model, the config trains 'gan'"),
 ])
 def test_finetune_errors_are_one_line(tmp_path, source_run, change, message):
@@ -134,7 +138,7 @@ def test_imagefolder_loads_caches_and_trains(tmp_path):
     assert rgb.images.shape == (24, 3, 32, 32)
     cfg = tiny_config(tmp_path, "data.name=imagefolder", f"data.path={folder}", "data.image_size=32",
                       "data.channels=3", "model.arch=conv", "model.hidden=4", "train.batch_size=8", "train.epochs=2")
-    result = Trainer(cfg, quiet=True).fit()
+    result = build(cfg, quiet=True).fit()
     assert result["epochs"] == 2 and np.isfinite(result["heldout"]["neg_elbo"])
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -145,7 +149,7 @@ def test_imagefolder_loads_caches_and_trains(tmp_path):
 
 def test_missing_pattern_is_config_error(tmp_path, source_run):
     with pytest.raises(ConfigError, match="finetune.reinit: pattern 'nope' matches no parameter"):
-        Trainer(finetune_config(tmp_path, source_run, "finetune.reinit=nope"), quiet=True)
+        build(finetune_config(tmp_path, source_run, "finetune.reinit=nope"), quiet=True)
 
 
 def test_finetune_fields_are_tunable(tmp_path, source_run):

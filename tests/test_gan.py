@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from genmodels.config import GANConfig, OptimConfig
+from genmodels.models import GANConfig
+from genmodels.optim import OptimConfig
 from genmodels.models import GAN, MODELS, build_model
-from genmodels.train import Trainer, Updater
+from genmodels.experiment import build
+from genmodels.models import Updater
 
 from conftest import tiny_config
 from test_train import params, scalars
@@ -22,7 +24,7 @@ CASES = [
 def test_build_step_sample(kwargs, shape):
     torch.manual_seed(0)
     model = GAN(shape, hidden=8, latent_dim=4, **{"n_layers": 2, **kwargs})
-    update = Updater.plain(model.configure_optimizers(OptimConfig(lr=2e-4, betas=(0.5, 0.999))))
+    update = Updater(model.configure_optimizers(OptimConfig(lr=2e-4, betas=(0.5, 0.999))))
     batch = torch.randint(0, 256, (6, *shape), dtype=torch.uint8)
     d_before = params(model.discriminator)
     g_before = params(model.generator)
@@ -40,7 +42,7 @@ def test_build_step_sample(kwargs, shape):
 
 def test_n_critic_updates_generator_every_nth_step():
     model = GAN((1, 28, 28), arch="mlp", hidden=8, latent_dim=4, n_critic=3)
-    update = Updater.plain(model.configure_optimizers(OptimConfig()))
+    update = Updater(model.configure_optimizers(OptimConfig()))
     batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     has_g = ["g_loss" in model.training_step(batch, update) for _ in range(6)]
     assert has_g == [False, False, True, False, False, True]
@@ -48,7 +50,7 @@ def test_n_critic_updates_generator_every_nth_step():
 
 def test_ema_generator_lags_behind():
     model = GAN((1, 28, 28), arch="mlp", hidden=8, latent_dim=4, ema=0.5)
-    update = Updater.plain(model.configure_optimizers(OptimConfig(lr=1e-2)))
+    update = Updater(model.configure_optimizers(OptimConfig(lr=1e-2)))
     batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     model.training_step(batch, update)
     ema_w = next(model.generator_ema.parameters())
@@ -73,11 +75,11 @@ def gan_config(tmp_path, *extra):
 
 
 def test_gan_through_trainer_resumes_exactly_and_logs_fid(tmp_path):
-    straight = Trainer(gan_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
+    straight = build(gan_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
     result = straight.fit()
     assert result["monitor"] == "fid" and result["heldout"]["fid"] > 0
-    Trainer(gan_config(tmp_path, "name=split", "train.epochs=1"), quiet=True).fit()
-    resumed = Trainer(gan_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
+    build(gan_config(tmp_path, "name=split", "train.epochs=1"), quiet=True).fit()
+    resumed = build(gan_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
     resumed.fit(resume=True)
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert torch.equal(a, b)
@@ -117,4 +119,4 @@ def test_cli_gan_eval_on_test_split_names_extractor(tmp_path):
     assert set(report["metrics"]) == {"fid", "kid", "kid_std", "precision", "recall", "d_loss"}
     assert report["metrics"]["fid"] > 0 and 0 <= report["metrics"]["recall"] <= 1
     bad = run_cli("eval", str(run), "--iwae-k", "5")
-    assert bad.returncode == 2 and "only VAE runs have an IWAE estimate" in bad.stderr
+    assert bad.returncode == 2 and "evaluation option 'iwae_k': a 'gan' run has no such option (its options: none)" in bad.stderr

@@ -1,7 +1,5 @@
 """Notebooks run top to bottom with small settings, in a real Jupyter kernel."""
 
-import os
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -10,9 +10,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from genmodels import checkpoint as ckpt
-from genmodels.errors import NonFiniteLossError, UserError
+from genmodels.errors import Interrupted, NonFiniteLossError, UserError
 from genmodels.models import VAE
-from genmodels.train import Trainer
+from genmodels.experiment import build
+from genmodels.train import Callback
 
 from conftest import tiny_config
 
@@ -29,24 +30,24 @@ def params(model) -> list[torch.Tensor]:
 
 
 def test_same_seed_same_numbers(tmp_path):
-    a = Trainer(tiny_config(tmp_path, "name=a", "train.epochs=2"), quiet=True)
-    b = Trainer(tiny_config(tmp_path, "name=b", "train.epochs=2"), quiet=True)
+    a = build(tiny_config(tmp_path, "name=a", "train.epochs=2"), quiet=True)
+    b = build(tiny_config(tmp_path, "name=b", "train.epochs=2"), quiet=True)
     ra, rb = a.fit(), b.fit()
     assert ra["history"] == rb["history"]
     assert all(torch.equal(x, y) for x, y in zip(params(a.model), params(b.model)))
     sa, sb = scalars(a.run_dir), scalars(b.run_dir)
     assert sa["train/loss"] == sb["train/loss"] and len(sa["train/loss"]) >= 5
-    c = Trainer(tiny_config(tmp_path, "name=c", "train.epochs=2", "seed=1"), quiet=True)
+    c = build(tiny_config(tmp_path, "name=c", "train.epochs=2", "seed=1"), quiet=True)
     assert c.fit()["history"] != ra["history"]
 
 
 def test_resume_equivalence(tmp_path):
     """2 epochs straight == 1 epoch, checkpoint, resume for 1 more: bitwise parameters, same logs."""
-    straight = Trainer(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
+    straight = build(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
     straight.fit()
-    first = Trainer(tiny_config(tmp_path, "name=split", "train.epochs=1"), quiet=True)
+    first = build(tiny_config(tmp_path, "name=split", "train.epochs=1"), quiet=True)
     first.fit()
-    resumed = Trainer(tiny_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
+    resumed = build(tiny_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
     result = resumed.fit(resume=True)
     assert result["epochs"] == 2 and resumed.step == straight.step
     for a, b in zip(params(straight.model), params(resumed.model)):
@@ -61,30 +62,34 @@ def test_resume_equivalence(tmp_path):
 
 
 class InterruptingVAE(VAE):
-    """Sends itself Ctrl-C in the middle of an epoch, as a user would."""
+    """Sends itself a signal in the middle of an epoch, as a user (Ctrl-C) or a scheduler would."""
 
     interrupt_at = 7
+    signum = signal.SIGINT
 
     def training_step(self, batch, update):
         out = super().training_step(batch, update)
         self.calls = getattr(self, "calls", 0) + 1
         if self.calls == self.interrupt_at:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), self.signum)
         return out
 
 
-def test_ctrl_c_mid_epoch_then_resume_is_exact(tmp_path):
-    straight = Trainer(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_epoch_then_resume_is_exact(tmp_path, signum):
+    straight = build(tiny_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
     straight.fit()
     cfg = tiny_config(tmp_path, "name=interrupted", "train.epochs=2")
     torch.manual_seed(cfg.seed)
     model = InterruptingVAE((1, 28, 28), hidden=32, latent_dim=4)
-    interrupted = Trainer(cfg, model=model, quiet=True)
-    with pytest.raises(KeyboardInterrupt):
+    model.signum = signum
+    interrupted = build(cfg, model=model, quiet=True)
+    with pytest.raises(Interrupted) as stopped:
         interrupted.fit()
+    assert stopped.value.signum == signum and stopped.value.exit_code == 128 + signum
     state = ckpt.load_checkpoint(interrupted.run_dir / "last.pt")
-    assert state["epoch"] == 0 and state["batch_index"] == 7 and state["step"] == 7
-    resumed = Trainer(cfg, quiet=True)
+    assert state.epoch == 0 and state.batch_index == 7 and state.step == 7
+    resumed = build(cfg, quiet=True)
     resumed.fit(resume=True)
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert torch.equal(a, b)
@@ -92,7 +97,7 @@ def test_ctrl_c_mid_epoch_then_resume_is_exact(tmp_path):
 
 
 def test_run_dir_contents_and_tensorboard_tags(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, "train.epochs=2"), quiet=True)
+    trainer = build(tiny_config(tmp_path, "train.epochs=2"), quiet=True)
     trainer.fit()
     run = trainer.run_dir
     for name in ("config.yaml", "metrics.json", "last.pt", "best.pt", "samples.png"):
@@ -117,10 +122,11 @@ def test_run_dir_contents_and_tensorboard_tags(tmp_path):
 
 
 def test_checkpoint_loads_weights_only(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path), quiet=True)
+    trainer = build(tiny_config(tmp_path), quiet=True)
     trainer.fit()
     state = torch.load(trainer.run_dir / "last.pt", weights_only=True)
     assert state["format_version"] == ckpt.FORMAT_VERSION and state["epoch"] == 1
+    assert ckpt.load_checkpoint(trainer.run_dir / "last.pt").images_seen == len(trainer.data.train)
     assert not list(trainer.run_dir.glob("*.tmp"))
     (trainer.run_dir / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="broken.pt: not a readable checkpoint"):
@@ -129,14 +135,14 @@ def test_checkpoint_loads_weights_only(tmp_path):
 
 def test_early_stopping(tmp_path):
     # min_delta larger than any possible gain: every epoch after the first counts as no gain.
-    trainer = Trainer(tiny_config(tmp_path, "train.epochs=10", "train.patience=2", "train.min_delta=1e9"), quiet=True)
+    trainer = build(tiny_config(tmp_path, "train.epochs=10", "train.patience=2", "train.min_delta=1e9"), quiet=True)
     result = trainer.fit()
     assert result["epochs"] == 3 and result["best"]["epoch"] == 1
     assert "early stop" in result["stop_reason"]
 
 
 def test_nan_loss_raises(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, "optim.lr=1e12", "optim.name=sgd", "train.log_every=1"), quiet=True)
+    trainer = build(tiny_config(tmp_path, "optim.lr=1e12", "optim.name=sgd", "train.log_every=1"), quiet=True)
     with pytest.raises(NonFiniteLossError, match="non-finite train/"):
         trainer.fit()
 
@@ -144,24 +150,24 @@ def test_nan_loss_raises(tmp_path):
 def test_callback_sees_each_epoch(tmp_path):
     seen = []
 
-    class Recorder:
+    class Recorder(Callback):
         def on_epoch_end(self, trainer, epoch, metrics):
             seen.append((epoch, metrics["neg_elbo"]))
             if epoch == 2:
                 trainer.should_stop = True
 
-    Trainer(tiny_config(tmp_path, "train.epochs=5"), callbacks=[Recorder()], quiet=True).fit()
+    build(tiny_config(tmp_path, "train.epochs=5"), callbacks=[Recorder()], quiet=True).fit()
     assert [e for e, _ in seen] == [1, 2]
 
 
 def test_grad_clip_and_bf16_run(tmp_path):
-    result = Trainer(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
+    result = build(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
     assert result["heldout"]["neg_elbo"] > 0
 
 
 FLUSH_PROBE = """
 import sys, torch
-from genmodels.train import flush_denormals
+from genmodels.runtime import flush_denormals
 if sys.argv[1] == "flush" and not flush_denormals():
     sys.exit(3)  # this CPU has no flush-to-zero mode
 torch.set_num_threads(2)

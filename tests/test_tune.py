@@ -9,10 +9,10 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genmodels.errors import ConfigError
-from genmodels.tune import Objective, open_study, optimize, tune_study
+from genmodels.tune import open_study, optimize, tune_study
 from genmodels.tune_config import load_tune_config
 
-from conftest import data_root, run_cli
+from conftest import run_cli
 
 BASE = {
     "seed": 0,

@@ -2,12 +2,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genmodels.config import OptimConfig
+from genmodels.optim import OptimConfig
 from genmodels.data import load_splits
 from genmodels.metrics.likelihood import gaussian_kl, iwae_bound, reconstruction_nll
 from genmodels.models import MODELS, VAE, build_model
 from genmodels.models.base import EvalContext
-from genmodels.train import Updater
+from genmodels.models.vae import VAEEvalOptions
+from genmodels.models import Updater
 
 from conftest import data_root
 
@@ -25,7 +26,7 @@ VARIANTS = [
 def test_build_step_sample(kwargs, shape):
     torch.manual_seed(0)
     model = VAE(shape, hidden=16, latent_dim=3, **kwargs)
-    update = Updater.plain(model.configure_optimizers(OptimConfig()))
+    update = Updater(model.configure_optimizers(OptimConfig()))
     batch = torch.randint(0, 256, (8, *shape), dtype=torch.uint8)
     before = [p.detach().clone() for p in model.parameters()]
     losses = model.training_step(batch, update)
@@ -40,7 +41,7 @@ def test_build_step_sample(kwargs, shape):
 
 
 def test_registry_builds_vae():
-    from genmodels.config import VAEConfig
+    from genmodels.models import VAEConfig
 
     assert MODELS["vae"] is VAE
     model = build_model(VAEConfig(arch="conv", hidden=8, latent_dim=2), (1, 28, 28))
@@ -86,11 +87,11 @@ def test_iwae_not_above_neg_elbo():
     torch.manual_seed(0)
     splits = load_splits("mnist", data_root(), 0.1, seed=0, download=False)
     model = VAE((1, 28, 28), hidden=64, latent_dim=8)
-    update = Updater.plain(model.configure_optimizers(OptimConfig(lr=2e-3)))
+    update = Updater(model.configure_optimizers(OptimConfig(lr=2e-3)))
     for start in range(0, 4500, 100):
         model.training_step(splits.train.images[start : start + 100], update)
     model.eval()
     batch = splits.heldout.images[:200]
-    metrics = model.evaluate([batch], EvalContext(torch.Generator().manual_seed(1), iwae_k=50))
+    metrics = model.evaluate([batch], EvalContext(torch.Generator().manual_seed(1), options=VAEEvalOptions(iwae_k=50)))
     assert metrics["iwae_nll"] < metrics["neg_elbo"]
     assert metrics["iwae_nll"] > 0

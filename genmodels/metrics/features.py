@@ -9,6 +9,7 @@ practice for MNIST-like data. Inception is used only when asked for and its weig
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -18,9 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from genmodels import checkpoint as ckpt
-from genmodels.data import DATASETS, find_dataset, heldout_split, load_raw, take, to_unit
+from genmodels.checkpoint import load_tensors, load_weights, save_tensors
+from genmodels.data import DATASETS, find_dataset, heldout_split, load_raw, take
 from genmodels.errors import UserError
+from genmodels.files import write_json
+from genmodels.models.base import to_unit
 
 CLASSIFIER_VERSION = 1
 
@@ -186,10 +189,10 @@ def load_classifier(dataset: str, data_root: str | None = None, split_seed: int 
     for folder in dirs:
         path = folder / f"{name}.pt"
         if path.is_file():
-            state = ckpt.load_checkpoint(path)
+            state = load_tensors(path, {"model": dict, "shape": dict, "info": dict})
             with torch.random.fork_rng(devices=[]):  # the throw-away random init must not use the run's RNG
                 net = ClassifierNet(**state["shape"])
-            net.load_state_dict(state["model"])
+            load_weights(net, state["model"], str(path))
             return ClassifierFeatures(net.to(device), name, state["info"])
     if not train_if_missing:
         raise UserError(f"no feature classifier {name} (looked in {', '.join(map(str, dirs))}); "
@@ -209,8 +212,8 @@ def save_classifier(net: ClassifierNet, info: dict, dirs: list[Path]) -> Path:
     shape = {"channels": net.body[0].in_channels, "n_classes": net.head.out_features,
              "feature_dim": net.head.in_features}
     path = folder / f"{info['name']}.pt"
-    ckpt.save_checkpoint(path, {"model": net.state_dict(), "shape": shape, "info": info})
-    ckpt.write_json(path.with_suffix(".json"), info)
+    save_tensors(path, {"model": net.state_dict(), "shape": shape, "info": info})
+    write_json(path.with_suffix(".json"), info)
     return path
 
 
@@ -228,44 +231,74 @@ class InceptionFeatures(FeatureExtractor):
         self.net = net.eval()
         self.name = name
         self.dim = 2048
-        self.normalize = normalize  # torchvision's weights expect ImageNet mean/std
+        self.normalize = normalize
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        if self.normalize:
+        if self.normalize:  # torchvision's weights expect ImageNet's mean and std
             mean = x.new_tensor([0.485, 0.456, 0.406])[:, None, None]
             std = x.new_tensor([0.229, 0.224, 0.225])[:, None, None]
             x = (x - mean) / std
+        else:  # TensorFlow's FID network expects [-1, 1]
+            x = 2 * x - 1
         out = self.net(x)
         return (out[0] if isinstance(out, (list, tuple)) else out).flatten(1)
 
 
-def load_inception(device: torch.device | str = "cpu") -> InceptionFeatures:
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    tried = []
-    fid_path = hub / PYTORCH_FID_WEIGHTS
-    tried.append(fid_path)
-    if fid_path.is_file():
-        try:
-            from pytorch_fid.inception import InceptionV3
-        except ImportError:
-            pass
-        else:
-            # pytorch-fid finds its weights in the hub folder and does not download them again.
-            net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], normalize_input=True)
-            return InceptionFeatures(net.to(device), "inception-pytorch-fid", normalize=False)
-    tv_path = hub / TORCHVISION_WEIGHTS
-    tried.append(tv_path)
-    if tv_path.is_file():
-        from torchvision.models import inception_v3
+def _fid_inception() -> nn.Module:
+    """pytorch-fid's Inception-v3 architecture (TensorFlow's FID network), without its weights.
 
-        net = inception_v3(weights=None, aux_logits=True, init_weights=False)
-        net.load_state_dict(torch.load(tv_path, map_location="cpu", weights_only=True))
+    pytorch-fid's own constructor loads the weights through torch.hub, which unpickles the file
+    with weights_only=False, so a crafted file in the hub folder would run code: we build the
+    same network and load the weights ourselves, refusing anything but tensors.
+    """
+    from pytorch_fid import inception as pfi
+    from torchvision.models.inception import Inception3
+
+    net = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    blocks = {"Mixed_5b": pfi.FIDInceptionA(192, pool_features=32), "Mixed_5c": pfi.FIDInceptionA(256, pool_features=64),
+              "Mixed_5d": pfi.FIDInceptionA(288, pool_features=64), "Mixed_6b": pfi.FIDInceptionC(768, channels_7x7=128),
+              "Mixed_6c": pfi.FIDInceptionC(768, channels_7x7=160), "Mixed_6d": pfi.FIDInceptionC(768, channels_7x7=160),
+              "Mixed_6e": pfi.FIDInceptionC(768, channels_7x7=192), "Mixed_7b": pfi.FIDInceptionE_1(1280),
+              "Mixed_7c": pfi.FIDInceptionE_2(2048)}
+    for name, block in blocks.items():
+        setattr(net, name, block)
+    return net
+
+
+def _torchvision_inception() -> nn.Module:
+    from torchvision.models import inception_v3
+
+    return inception_v3(weights=None, aux_logits=True, init_weights=False)
+
+
+# file in torch's hub folder -> (builder, name reported with every number, ImageNet normalisation?)
+INCEPTION_WEIGHTS = {
+    PYTORCH_FID_WEIGHTS: (_fid_inception, "inception-pytorch-fid", False),
+    TORCHVISION_WEIGHTS: (_torchvision_inception, "inception-torchvision", True),
+}
+
+
+def load_inception(device: torch.device | str = "cpu") -> InceptionFeatures:
+    """Inception-v3 from weights already in torch's hub folder (never downloaded), loaded with
+    weights_only=True."""
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    for file, (build, name, normalize) in INCEPTION_WEIGHTS.items():
+        path = hub / file
+        if not path.is_file():
+            continue
+        if build is _fid_inception and importlib.util.find_spec("pytorch_fid") is None:
+            raise UserError(f"eval.features: {path} needs the pytorch-fid package (pip install pytorch-fid)")
+        with torch.random.fork_rng(devices=[]):
+            net = build()
+        state = load_tensors(path, {})
+        load_weights(net, state, str(path))
         net.fc = nn.Identity()
-        return InceptionFeatures(net.to(device), "inception-torchvision", normalize=True)
-    raise UserError(f"eval.features: 'inception' needs Inception-v3 weights on disk (looked for "
-                    f"{', '.join(map(str, tried))}); copy one there, or use features: classifier")
+        return InceptionFeatures(net.to(device), name, normalize=normalize)
+    tried = ", ".join(str(hub / f) for f in INCEPTION_WEIGHTS)
+    raise UserError(f"eval.features: 'inception' needs Inception-v3 weights on disk (looked for {tried}); "
+                    f"copy one there, or use features: classifier")
 
 
 def load_extractor(kind: str, dataset: str, data_root: str | None = None, split_seed: int = 0,

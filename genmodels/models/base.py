@@ -1,18 +1,54 @@
-"""The contract between a model and the Trainer. The Trainer knows nothing else about models."""
+"""The contract between a model and the training loop; the loop knows nothing else about models.
+
+A model family is one module: its config section (a `ModelSection` subclass whose fields are the
+constructor's keyword arguments), its class (a `GenerativeModel`), the held-out metrics it reports
+with the direction that makes each better, and any evaluation options of its own. One line in
+`genmodels.models.MODELS` registers it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import ClassVar, Iterable, Literal, Protocol
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
-if TYPE_CHECKING:
-    from genmodels.config import OptimConfig
-    from genmodels.metrics.quality import SampleQuality
-    from genmodels.train import Updater
+from genmodels.optim import OptimConfig
+from genmodels.runtime import autocast_dtype
+from genmodels.schema import StrictModel
+
+Direction = Literal["minimize", "maximize"]
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1]. Models call this inside their step, on the device."""
+    return images.float().div_(255.0)
+
+
+class ModelSection(StrictModel):
+    """Base of every family's `model:` config section; `kind` names the family."""
+
+    kind: str
+
+
+class NoOptions(StrictModel):
+    """Evaluation options of a family that has none."""
+
+
+class SampleScorer(Protocol):
+    """Scores generated images against a real split (FID & co.); models see only this."""
+
+    @property
+    def name(self) -> str:
+        """The feature extractor behind the numbers, reported with them."""
+
+    def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False) -> dict[str, float]:
+        """Metrics of `fake` (floats in [0, 1]) against `real` (uint8) images of `split`."""
 
 
 @dataclass
@@ -22,41 +58,87 @@ class EvalContext:
     generator: torch.Generator  # all evaluation noise: same weights, same numbers
     split: str = "heldout"
     full: bool = False  # the final report: every metric the model has, not only the per-epoch ones
-    iwae_k: int = 0  # VAE: importance samples for the IWAE bound (0: off)
-    quality: "SampleQuality | None" = None  # FID & co. against the split, for models that sample
-    fid_samples: int = 2000
+    scorer: SampleScorer | None = None  # sample quality against the split, for models that sample
+    fid_samples: int = 2000  # generated images per sample-quality score
+    options: BaseModel | None = None  # the family's own evaluation options (its EvalOptions); None: defaults
+
+
+class Updater:
+    """Applies one optimizer update for a model's training_step.
+
+    Mixed precision and gradient clipping live here, once, so no model repeats them. float16
+    gets a GradScaler per optimizer (its gradients underflow otherwise); bfloat16 has float32's
+    range and needs none.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device | str = "cpu",
+                 precision: str = "fp32", grad_clip: float | None = None):
+        self.optimizers = optimizers
+        self.device = torch.device(device)
+        self.amp_dtype = autocast_dtype(precision, self.device)
+        use_scaler = self.amp_dtype == torch.float16
+        self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=use_scaler) for name in optimizers}
+        self.grad_clip = grad_clip
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def step(self, name: str, loss: torch.Tensor) -> None:
+        opt, scaler = self.optimizers[name], self.scalers[name]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.grad_clip is not None:
+            scaler.unscale_(opt)
+            params = [p for group in opt.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        scaler.step(opt)
+        scaler.update()
 
 
 class GenerativeModel(nn.Module, ABC):
     """A generative image model that the shared loop can train.
 
-    Images arrive as uint8 batches (B, C, H, W); models convert them with `data.to_unit` on the
+    Images arrive as uint8 batches (B, C, H, W); models convert them with `to_unit` on the
     device. `sample` returns images in [0, 1].
     """
 
-    #: held-out metric used for early stopping, the best checkpoint and tuning
-    monitor: str = "loss"
-    #: "min" or "max"
-    monitor_mode: str = "min"
+    #: the family's config section; its fields are the constructor's keyword arguments
+    Config: ClassVar[type[ModelSection]]
+    #: the family's evaluation options (e.g. the VAE's importance samples), given to `evaluate`
+    EvalOptions: ClassVar[type[BaseModel]] = NoOptions
+    #: held-out metrics the model reports and the direction that makes each better
+    metrics: ClassVar[dict[str, Direction]]
+    #: the held-out metric for early stopping, the best checkpoint and tuning
+    monitor: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, cfg: ModelSection, image_shape: tuple[int, int, int]) -> "GenerativeModel":
+        """The model a config section describes, built by keyword: no field can land in another's place."""
+        return cls(image_shape=tuple(image_shape), **cfg.model_dump(exclude={"kind"}))
+
+    @classmethod
+    def constructor_arguments(cls) -> list[str]:
+        return [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "image_shape")]
 
     @abstractmethod
-    def configure_optimizers(self, optim: "OptimConfig") -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; checkpoints store them under these names."""
 
     @abstractmethod
-    def training_step(self, batch: torch.Tensor, update: "Updater") -> dict[str, torch.Tensor]:
+    def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
         """One update (a GAN does its D and G steps here), applied through `update.step`.
 
-        Returns detached scalar losses; the loop logs them as train/<name>.
+        Returns detached scalar losses, still on the device (no host synchronisation); the
+        loop logs them as train/<name>.
         """
 
     @abstractmethod
-    @torch.no_grad()
     def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """Metrics over all `batches` of a held-out or test split. Must contain `self.monitor`."""
 
     @abstractmethod
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images in [0, 1], shape (n, C, H, W)."""
 
@@ -69,20 +151,3 @@ class GenerativeModel(nn.Module, ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-
-def make_optimizer(params: Iterable[nn.Parameter], optim: "OptimConfig", lr: float | None = None,
-                   betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
-    """An optimizer from the config's `optim` section; `lr`/`betas` override it (e.g. per GAN net)."""
-    lr = optim.lr if lr is None else lr
-    betas = optim.betas if betas is None else betas
-    params = [p for p in params if p.requires_grad]  # frozen (fine-tuning) parameters stay out
-    # The fused kernel updates all parameters in one pass: for small models on a CPU the
-    # per-parameter Python loop of the default implementation costs as much as the matmuls.
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    if optim.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=optim.weight_decay, fused=fused)
-    if optim.name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=optim.weight_decay, fused=fused)
-    if optim.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=betas[0], weight_decay=optim.weight_decay)
-    raise ValueError(f"optim.name: unknown optimizer '{optim.name}'")

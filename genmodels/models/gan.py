@@ -2,26 +2,43 @@
 discriminator, trained by the shared loop. The alternating updates live in `training_step`.
 
     model = GAN(image_shape=(1, 28, 28), arch="dcgan", loss="hinge")
-    losses = model.training_step(batch, Updater.plain(model.configure_optimizers(OptimConfig())))
+    losses = model.training_step(batch, Updater(model.configure_optimizers(OptimConfig())))
     images = model.sample(16)
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator
 from torch import nn
 
-from genmodels.data import to_unit
-from genmodels.models.base import EvalContext, GenerativeModel, make_optimizer
+from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater, to_unit
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+from genmodels.optim import OptimConfig, check_betas, make_optimizer
 
-if TYPE_CHECKING:
-    from genmodels.config import GANConfig, OptimConfig
-    from genmodels.train import Updater
+
+class GANConfig(ModelSection):
+    kind: Literal["gan"] = "gan"
+    arch: Literal["mlp", "dcgan"] = Field("dcgan", description="generator and discriminator: MLP or DCGAN-style convs")
+    n_layers: int = Field(2, ge=1, le=8, description="hidden layers (mlp) or conv blocks (dcgan) per network")
+    hidden: int = Field(64, ge=1, le=4096, description="units (mlp) or base channels (dcgan), both networks")
+    latent_dim: int = Field(64, ge=1, le=1024, description="size of the generator's noise z")
+    loss: Literal["ns", "hinge", "wgan-gp"] = Field("ns", description="non-saturating, hinge or WGAN-GP")
+    spectral_norm: bool = Field(False, description="spectral norm on the discriminator's layers")
+    n_critic: int = Field(1, ge=1, le=100, description="discriminator updates per generator update")
+    gp_weight: float = Field(10.0, ge=0.0, description="WGAN-GP gradient penalty weight")
+    ema: float | None = Field(None, ge=0.0, lt=1.0, description="decay of the generator EMA used to sample "
+                                                                "and evaluate (none: off)")
+    lr_g: float | None = Field(None, gt=0.0, description="generator learning rate (default: optim.lr)")
+    lr_d: float | None = Field(None, gt=0.0, description="discriminator learning rate (default: optim.lr)")
+    betas_g: tuple[float, float] | None = Field(None, description="generator Adam betas (default: optim.betas)")
+    betas_d: tuple[float, float] | None = Field(None, description="discriminator Adam betas (default: optim.betas)")
+
+    _betas = field_validator("betas_g", "betas_d")(check_betas)
 
 
 def leaky_relu() -> nn.Module:
@@ -41,6 +58,11 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class GAN(GenerativeModel):
+    Config = GANConfig
+    # d_loss: the discriminator's loss on held-out images; higher means it tells them from the
+    # generator's less well.
+    metrics = {"fid": "minimize", "kid": "minimize", "precision": "maximize", "recall": "maximize",
+               "d_loss": "maximize"}
     monitor = "fid"
 
     def __init__(
@@ -86,12 +108,7 @@ class GAN(GenerativeModel):
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
 
-    @classmethod
-    def from_config(cls, cfg: "GANConfig", image_shape: tuple[int, int, int]) -> "GAN":
-        return cls(image_shape, cfg.arch, cfg.n_layers, cfg.hidden, cfg.latent_dim, cfg.loss, cfg.spectral_norm,
-                   cfg.n_critic, cfg.gp_weight, cfg.ema, cfg.lr_g, cfg.lr_d, cfg.betas_g, cfg.betas_d)
-
-    def configure_optimizers(self, optim: "OptimConfig") -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {
             "d": make_optimizer(self.discriminator.parameters(), optim, self.lr_d, self.betas_d),
             "g": make_optimizer(self.generator.parameters(), optim, self.lr_g, self.betas_g),
@@ -121,7 +138,7 @@ class GAN(GenerativeModel):
 
     # --- one training step: a critic update, and every n_critic-th time a generator update ----
 
-    def training_step(self, batch: torch.Tensor, update: "Updater") -> dict[str, torch.Tensor]:
+    def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
         real = to_unit(batch) * 2 - 1  # the generator's tanh range
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
         with update.autocast():
@@ -135,12 +152,17 @@ class GAN(GenerativeModel):
         out = {"d_loss": d_loss.detach(), "d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
 
         if int(self.d_updates) % self.n_critic == 0:
-            self.discriminator.requires_grad_(False)  # no D gradients are needed for G's step
+            # No D gradients are needed for G's step. Only the parameters that train are switched
+            # back on afterwards: layers frozen for fine-tuning stay frozen.
+            d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+            for p in d_params:
+                p.requires_grad_(False)
             z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
             with update.autocast():
                 g_loss = self.g_loss(self.discriminator(self.generator(z)).float())
             update.step("g", g_loss)
-            self.discriminator.requires_grad_(True)
+            for p in d_params:
+                p.requires_grad_(True)
             self._update_ema()
             out["g_loss"] = g_loss.detach()
         return out
@@ -172,13 +194,13 @@ class GAN(GenerativeModel):
     @torch.no_grad()
     def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """FID of ctx.fid_samples generated images against the whole split (and with ctx.full,
-        KID and precision/recall), through the feature extractor ctx.quality names; and the
+        KID and precision/recall), through the scorer's feature extractor; and the
         discriminator loss on the split's real images."""
-        if ctx.quality is None:
-            raise ValueError("GAN evaluation needs a SampleQuality (feature extractor) in the context")
+        if ctx.scorer is None:
+            raise ValueError("GAN evaluation needs a sample scorer (FID) in the evaluation context")
         real = torch.cat(list(batches))
         fake = self.sample(ctx.fid_samples, ctx.generator)
-        metrics = ctx.quality.score(ctx.split, real, fake, full=ctx.full)
+        metrics = ctx.scorer.score(ctx.split, real, fake, full=ctx.full)
         # The discriminator's loss on held-out real images (and the same fakes): beside
         # epoch_train/d_loss it shows the discriminator overfitting its training images.
         n = min(len(real), len(fake))

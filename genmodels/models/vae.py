@@ -1,19 +1,19 @@
 """Variational autoencoder (Kingma & Welling 2014) with MLP or convolutional encoder/decoder.
 
     model = VAE(image_shape=(1, 28, 28), latent_dim=20)
-    losses = model.training_step(batch, Updater.plain(model.configure_optimizers(OptimConfig())))
+    losses = model.training_step(batch, Updater(model.configure_optimizers(OptimConfig())))
     images = model.sample(16)
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from genmodels.data import to_unit
 from genmodels.metrics.likelihood import (
     gaussian_kl,
     iwae_bound,
@@ -21,15 +21,33 @@ from genmodels.metrics.likelihood import (
     log_standard_normal,
     reconstruction_nll,
 )
-from genmodels.models.base import EvalContext, GenerativeModel, make_optimizer
+from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater, to_unit
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+from genmodels.optim import OptimConfig, make_optimizer
+from genmodels.schema import StrictModel
 
-if TYPE_CHECKING:
-    from genmodels.config import OptimConfig, VAEConfig
-    from genmodels.train import Updater
+
+class VAEConfig(ModelSection):
+    kind: Literal["vae"] = "vae"
+    arch: Literal["mlp", "conv"] = Field("mlp", description="encoder/decoder: MLP or convolutional")
+    n_layers: int = Field(1, ge=1, le=8, description="hidden layers (mlp) or conv blocks (conv) per network")
+    hidden: int = Field(400, ge=1, le=4096, description="units (mlp) or base channels (conv)")
+    latent_dim: int = Field(20, ge=1, le=1024, description="size of z")
+    likelihood: Literal["bernoulli", "gaussian"] = Field("bernoulli", description="p(x|z) over pixel values")
+    beta: float = Field(1.0, ge=0.0, description="weight of the KL term (beta-VAE); 1 is the ELBO")
+    binarize: bool = Field(False, description="dynamic binarisation: a proper Bernoulli likelihood on MNIST")
+
+
+class VAEEvalOptions(StrictModel):
+    iwae_k: int = Field(0, ge=0, le=100_000, description="importance samples for the IWAE estimate of "
+                                                         "-log p(x) (0: off)")
 
 
 class VAE(GenerativeModel):
+    Config = VAEConfig
+    EvalOptions = VAEEvalOptions
+    metrics = {"neg_elbo": "minimize", "recon": "minimize", "kl": "minimize", "loss": "minimize",
+               "iwae_nll": "minimize"}
     monitor = "neg_elbo"
 
     def __init__(
@@ -66,10 +84,6 @@ class VAE(GenerativeModel):
         # One learned output scale for the Gaussian likelihood; unused for Bernoulli.
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
 
-    @classmethod
-    def from_config(cls, cfg: "VAEConfig", image_shape: tuple[int, int, int]) -> "VAE":
-        return cls(image_shape, cfg.arch, cfg.n_layers, cfg.hidden, cfg.latent_dim, cfg.likelihood, cfg.beta, cfg.binarize)
-
     # --- the model ---------------------------------------------------------------------------
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,10 +106,10 @@ class VAE(GenerativeModel):
         recon = reconstruction_nll(self.decode(z), x, self.likelihood, self.log_sigma)
         return recon, gaussian_kl(mu, logvar)
 
-    def configure_optimizers(self, optim: "OptimConfig") -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {"vae": make_optimizer(self.parameters(), optim)}
 
-    def training_step(self, batch: torch.Tensor, update: "Updater") -> dict[str, torch.Tensor]:
+    def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
         x = self.targets(batch)
         with update.autocast():
             recon, kl = self.losses(x)
@@ -109,8 +123,8 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
         """Per-image means in nats: recon, kl, neg_elbo (beta=1), loss (the training objective),
-        and with ctx.iwae_k > 1 the importance-weighted estimate of -log p(x)."""
-        generator, iwae_k = ctx.generator, ctx.iwae_k
+        and with the option iwae_k > 1 the importance-weighted estimate of -log p(x)."""
+        generator, iwae_k = ctx.generator, ctx.options.iwae_k if ctx.options else 0
         totals = {"recon": 0.0, "kl": 0.0}
         iwae_total, n = 0.0, 0
         for batch in batches:

@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from genmodels.tune import tune_study  # noqa: E402
+from genmodels.study import tune_study  # noqa: E402
 from genmodels.runtime import setup_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

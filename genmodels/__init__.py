@@ -1,16 +1,13 @@
 """genmodels: train, tune and fine-tune generative image models with one training loop.
 
-The package root is light on purpose: `import genmodels` (or `genmodels.models`) loads the
-models and their configs, not the training loop, TensorBoard or Optuna. Runs are assembled in
-`genmodels.experiment`:
+The package root imports nothing, so `python -m genmodels` can answer Ctrl-C even while torch is
+still loading. Import what you use from its module:
 
-    from genmodels import load_config
+    from genmodels.config import load_config
     from genmodels.experiment import build
+    from genmodels.models import GAN, VAE
+
     build(load_config("experiments/vae_mnist.yaml")).fit()
 """
 
-from genmodels.config import Config, load_config
-from genmodels.models import GAN, MODELS, VAE, build_model
-
-__all__ = ["Config", "GAN", "MODELS", "VAE", "build_model", "load_config"]
 __version__ = "0.1.0"

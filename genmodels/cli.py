@@ -23,7 +23,8 @@ from genmodels.models import MODELS
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import setup_process
 from genmodels.study_report import write_report
-from genmodels.tune import retrain_best, tune_study
+from genmodels.study import tune_study
+from genmodels.tune import retrain_best
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -122,8 +123,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet)
     except KeyboardInterrupt as exc:
-        print("interrupted: the running trial is marked failed; rerun the same command to resume the study",
-              file=sys.stderr)
+        print("genmodels: interrupted: running trials saved their state and are queued again; rerun the same "
+              "command to resume the study", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Interrupted) else 130
     retrained = None
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -224,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"genmodels: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Interrupted as exc:
-        return exc.exit_code
+    except KeyboardInterrupt as exc:  # the Trainer has said what it saved; elsewhere nothing was lost
+        if not isinstance(exc, Interrupted):
+            print("genmodels: interrupted", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
 
 
 if __name__ == "__main__":

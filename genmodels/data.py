@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -112,6 +113,14 @@ def read_idx(path: str | Path) -> torch.Tensor:
             if len(dims_raw) < 4 * ndim:
                 raise DataError(f"{path}: truncated IDX header ({4 + len(dims_raw)} bytes, expected {header})")
             dims = [int.from_bytes(dims_raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+            # Check the claimed size against what the file can hold before allocating it: a
+            # damaged header must not ask for terabytes. deflate compresses at most ~1032:1.
+            on_disk = path.stat().st_size
+            most = on_disk if opener is open else on_disk * 1032 + 1024
+            if header + _prod(dims) > most:
+                has = f"file has {on_disk}" if opener is open else f"more than {on_disk} compressed bytes can hold"
+                raise DataError(f"{path}: IDX size mismatch: header says dims {dims} = {header + _prod(dims)} "
+                                f"bytes, {has}")
             payload = bytearray(_prod(dims))
             got = _read_into(f, memoryview(payload))
             extra = len(f.read()) if got == len(payload) else 0
@@ -209,12 +218,22 @@ def find_dataset(name: str, root: str | Path | None = None) -> tuple[dict[str, t
 
 
 def _download(name: str, root: Path) -> None:
-    """Fetch with torchvision into <root>/<Class>/raw/, the layout find_dataset also reads."""
-    import torchvision.datasets as tvd
+    """Fetch with torchvision into <root>/<Class>/raw/, the layout find_dataset also reads. If
+    it fails (or is interrupted), the folders it created are removed again: a mistyped root
+    leaves nothing behind."""
+    import torchvision.datasets as tvd  # only when downloading: it loads PIL and friends
 
-    cls = getattr(tvd, DATASETS[name][1])
-    for train in (True, False):
-        cls(str(root), train=train, download=True)
+    folder = root / DATASETS[name][1] / "raw"
+    new = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
+    done = False
+    try:
+        cls = getattr(tvd, DATASETS[name][1])
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+        done = True
+    finally:
+        if not done and new is not None:
+            shutil.rmtree(new, ignore_errors=True)
 
 
 def load_raw(name: str, root: str | Path | None = None, download: bool = True) -> dict[str, Split]:

@@ -15,8 +15,9 @@ class DataError(UserError):
     """Dataset files are missing or malformed."""
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN/inf; the tuner records it as a failed trial and moves on."""
+class NonFiniteLossError(UserError):
+    """Training produced NaN/inf (usually a learning rate too high for the model); the tuner
+    records it as a failed trial and moves on."""
 
 
 class Interrupted(KeyboardInterrupt):

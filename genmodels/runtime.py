@@ -6,9 +6,14 @@ no constructor changes process state behind its caller's back.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from typing import Any, Iterator
+
 import torch
 
-from genmodels.errors import ConfigError
+from genmodels.errors import ConfigError, Interrupted
 
 
 def flush_denormals() -> bool:
@@ -47,3 +52,26 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision: 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted at once while the block runs (main thread only).
+
+    Without this, SIGTERM ends Python on the spot, and whatever the process was doing (a study
+    trial marked RUNNING, say) is never cleaned up. The Trainer installs its own handlers while it
+    trains, which finish the current step first.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

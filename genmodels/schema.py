@@ -4,6 +4,7 @@ overrides by dotted path, and validation errors as one readable line per problem
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from genmodels.errors import ConfigError
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors (with a suggestion), and assignments are validated too."""
+    """Unknown keys are errors (with a suggestion), assignments are validated too, and no number
+    may be NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --- YAML and overrides -------------------------------------------------------------------
@@ -35,11 +37,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a text file (expected YAML)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
+        where = f": line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: {problem}") from None
-    if data is None:
-        return {}
+        raise ConfigError(f"{path}{where}: {problem}") from None
+    if data is None:  # an empty file: more likely a mistake than a wish for every default
+        raise ConfigError(f"{path}: the file is empty (write {{}} to use every default)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
     return data
@@ -84,8 +86,9 @@ def validate(model_cls: type[BaseModel], data: Any, source: str) -> Any:
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        lines = [format_error(model_cls, err, source) for err in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(format_error(model_cls, errors[0], source) + more) from None
 
 
 def _all_subclasses(cls: type) -> list[type]:
@@ -121,8 +124,13 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Location parts pydantic adds for the branch of a union a value was tried against ('float' in
+# choices.0.float): not something a user writes.
+_UNION_BRANCH = re.compile(r"^(str|int|float|bool|none|(list|tuple|dict|set)\[.*\]|function-.*|.*-union\[.*\])$")
+
+
 def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str:
-    loc = tuple(err["loc"])
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_BRANCH.match(p)))
     path, owners = _walk(root, loc)
     last = str(loc[-1]) if loc else ""
     dotted = ".".join(path + [last]) if last else ".".join(path)
@@ -133,6 +141,8 @@ def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str
         hint = f"; did you mean '{'.'.join(path + [close[0]])}'?" if close else ""
         if valid and not close:
             hint = f"; valid keys: {', '.join(valid)}"
+        if last in valid:  # a field of another model kind's section
+            hint = " (a field of another model kind)"
         return f"{source}: unknown key '{dotted}'{hint}"
     if err["type"] == "missing":
         return f"{where}: a value is required"
@@ -141,6 +151,6 @@ def format_error(root: type[BaseModel], err: dict[str, Any], source: str) -> str
     msg = err["msg"].replace("Input should be", "expected").replace("String should", "expected to")
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
-    if err["type"] in ("value_error", "assertion_error"):
+    if err["type"] in ("value_error", "assertion_error") or ", got " in msg:
         return f"{where}: {msg}"
     return f"{where}: {msg}, got {short_repr(err.get('input'))}"

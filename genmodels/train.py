@@ -202,6 +202,12 @@ class Trainer:
             self._log(f"{what} at epoch {self.epoch + 1}, step {self.step}; saved {self.run_dir / 'last.pt'}; "
                       f"continue with --resume")
             raise
+        except NonFiniteLossError as exc:
+            # No checkpoint, metrics or samples of the diverged weights: last.pt and best.pt keep
+            # the last finite state, and the reason goes where a reader of the run looks.
+            self.stop_reason = str(exc)
+            write_json(self.run_dir / "diverged.json", {"reason": str(exc), "epoch": self.epoch, "step": self.step})
+            raise
         finally:
             result = self._finish(time.perf_counter() - start)
             self._writer.close()
@@ -255,7 +261,8 @@ class Trainer:
             epoch_sums[k] = (epoch_total + total, n + len(window[k]))
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
-            raise NonFiniteLossError(f"non-finite train/{bad[0]} = {values[bad[0]]} at step {self.step}")
+            raise NonFiniteLossError(f"training diverged: train/{bad[0]} = {values[bad[0]]} at step {self.step} "
+                                     f"(lower optim.lr or set train.grad_clip)")
         for k, v in values.items():
             self._writer.add_scalar(f"train/{k}", v, self.step)
         return values
@@ -280,7 +287,8 @@ class Trainer:
         self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
         value = metrics[self.model.monitor]
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"non-finite heldout/{self.model.monitor} = {value} at epoch {self.epoch}")
+            raise NonFiniteLossError(f"training diverged: heldout/{self.model.monitor} = {value} at epoch "
+                                     f"{self.epoch} (lower optim.lr or set train.grad_clip)")
         names = []
         if self._improved(value):
             self.best = {"epoch": self.epoch, "step": self.step, "value": value, "metrics": metrics}
@@ -347,7 +355,7 @@ class Trainer:
             "train_seconds": round(seconds, 3),
             "history": self.history,
         }
-        if final:
+        if final and not self.stop_reason.startswith("training diverged"):
             log_hparams(self._writer, self.cfg.flat(), {f"heldout_{k}": v for k, v in final.items()}, self.step)
             write_json(self.run_dir / "metrics.json", result)
             self.model.eval()

@@ -1,19 +1,18 @@
-"""Optuna studies over run configs: `genmodels tune CONFIG`.
+"""One trial of a study: `genmodels tune CONFIG` (genmodels.study) runs these.
 
 Each trial is an ordinary training run in <runs_dir>/<study>/trial-NNNN/ (TensorBoard events,
 config, metrics, checkpoints), scored on the held-out split only. Held-out values are reported
-every epoch, so pruners stop bad trials early. The study lives in an Optuna storage (SQLite under
-the study folder by default): rerunning the same command resumes it.
+every epoch, so pruners stop bad trials early. A trial that repeats a dead or interrupted one
+continues from that trial's last checkpoint.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import shutil
 import socket
-import sys
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,39 +21,12 @@ from optuna.trial import TrialState
 
 from genmodels.config import Config
 from genmodels.data import DataSplits, Split, kfold_splits, load_data
-from genmodels.errors import NonFiniteLossError
+from genmodels.errors import Interrupted, NonFiniteLossError, UserError
 from genmodels.experiment import build
-from genmodels.runtime import pick_device, setup_process
+from genmodels.runtime import pick_device
 from genmodels.schema import set_dotted, validate
 from genmodels.train import Callback, Trainer
-from genmodels.tune_config import ParamSpec, TuneConfig, load_tune_config, with_params
-
-
-def make_sampler(tune: TuneConfig) -> optuna.samplers.BaseSampler:
-    s = tune.sampler
-    if s.name == "grid":
-        return optuna.samplers.GridSampler({k: spec.grid() for k, spec in tune.space.items()}, seed=s.seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=True)
-    if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    if s.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    return optuna.samplers.NSGAIISampler(seed=s.seed)
-
-
-def make_pruner(tune: TuneConfig, max_epochs: int) -> optuna.pruners.BasePruner:
-    p = tune.pruner
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
-    if p.name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_epochs,
-                                              reduction_factor=p.reduction_factor)
-    return optuna.pruners.NopPruner()
+from genmodels.tune_config import ParamSpec, TuneConfig, with_params
 
 
 def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
@@ -91,9 +63,19 @@ def objective_values(tune: TuneConfig, result: dict[str, Any]) -> list[float]:
     return [result["train_seconds"] if o == "train_seconds" else metrics[o] for o in tune.objectives]
 
 
+def counts_towards_n_trials(t: optuna.trial.FrozenTrial) -> bool:
+    """Finished trials count, and so do running and queued ones (they will finish). A failed
+    trial counts when the failure is its result (a diverged or broken config, `fail_reason`);
+    one whose worker died or was interrupted does not: it is retried instead."""
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+        return True
+    return t.state == TrialState.FAIL and "fail_reason" in t.user_attrs
+
+
 class Objective:
     def __init__(self, tune: TuneConfig, base: dict[str, Any], quiet: bool = True):
         self.tune, self.base, self.quiet = tune, base, quiet
+        self.interrupted: Interrupted | None = None  # set when a signal stopped the last trial
         self._data: dict[str, Any] = {}  # data splits shared by trials with the same data section
 
     def data_for(self, cfg: Config) -> DataSplits | list[DataSplits]:
@@ -109,25 +91,37 @@ class Objective:
         return self._data[key]
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        single = len(self.tune.objectives) == 1
+        failed = math.nan if single else [math.nan] * len(self.tune.objectives)
+        if self._study_full(trial):
+            return failed
         params = {key: suggest(trial, key, spec) for key, spec in self.tune.space.items()}
-        name = f"trial-{trial.number:04d}"
-        cfg = trial_config(self.tune, self.base, params, name)
+        earlier = trial.user_attrs.get("run_dir")  # set when this trial retries a dead or interrupted one
+        cfg = trial_config(self.tune, self.base, params, Path(earlier).name if earlier else f"trial-{trial.number:04d}")
         trial.set_user_attr("run_dir", str(cfg.run_dir()))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        single = len(self.tune.objectives) == 1
+        same = self._same_params(trial, params)
+        if same is not None:  # small discrete spaces: no second training of one configuration
+            trial.set_user_attr("duplicate_of", same.number)
+            if same.state == TrialState.PRUNED:
+                raise optuna.TrialPruned(f"same parameters as trial {same.number}, which was pruned")
+            return same.values[0] if single else same.values
         try:
-            if self.tune.cv_folds:
-                values = self._cross_validate(trial, cfg, single)
-            else:
-                callbacks = [PruningCallback(trial, self.tune.objectives[0])] if single else []
-                result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet).fit()
-                values = objective_values(self.tune, result)
-                if result["best"]:
-                    trial.set_user_attr("best_epoch", result["best"]["epoch"])
+            values = self._run(trial, cfg, single, resume=bool(earlier))
+        except Interrupted as exc:
+            # Not a result: the trial is failed (not counted) and queued again, to continue from
+            # the checkpoint the Trainer just wrote; the signal ends this worker after it.
+            trial.set_user_attr("interrupted", f"signal {exc.signum}")
+            self.interrupted = exc
+            trial.study.enqueue_trial(params, user_attrs={"run_dir": str(cfg.run_dir()), "retry_of": trial.number})
+            return failed
         except NonFiniteLossError as exc:
             # A diverged trial is a result, not a crash: recorded as failed, the study goes on.
             trial.set_user_attr("fail_reason", str(exc))
-            return math.nan if single else [math.nan] * len(self.tune.objectives)
+            return failed
+        except UserError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            return failed
         except optuna.TrialPruned as exc:
             trial.set_user_attr("prune_reason", str(exc))
             raise
@@ -135,6 +129,36 @@ class Objective:
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
             raise
         return values[0] if single else values
+
+    def _study_full(self, trial: optuna.Trial) -> bool:
+        """Workers start trials concurrently: the one whose number comes after the study's
+        n_trials-th counted trial steps back (failed, not counted) and stops its worker."""
+        earlier = [t for t in trial.study.get_trials(deepcopy=False)
+                   if t.number < trial.number and counts_towards_n_trials(t)]
+        if len(earlier) < self.tune.trial_budget():
+            return False
+        trial.set_user_attr("interrupted", f"the study already has its {self.tune.trial_budget()} trials")
+        trial.study.stop()
+        return True
+
+    @staticmethod
+    def _same_params(trial: optuna.Trial, params: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        return next((t for t in trial.study.get_trials(deepcopy=False, states=states) if t.params == params), None)
+
+    def _run(self, trial: optuna.Trial, cfg: Config, single: bool, resume: bool) -> list[float]:
+        if self.tune.cv_folds:
+            return self._cross_validate(trial, cfg, single)
+        callbacks = [PruningCallback(trial, self.tune.objectives[0])] if single else []
+        last = cfg.run_dir() / "last.pt"
+        continuing = resume and last.is_file()
+        if resume:
+            trial.set_user_attr("retry", "continued from its last checkpoint" if continuing
+                                else "restarted: no checkpoint of the earlier attempt was found")
+        result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing).fit()
+        if result["best"]:
+            trial.set_user_attr("best_epoch", result["best"]["epoch"])
+        return objective_values(self.tune, result)
 
     def _cross_validate(self, trial: optuna.Trial, cfg: Config, single: bool) -> list[float]:
         """Mean of the objectives over k folds; after fold i the running mean of the first
@@ -149,67 +173,6 @@ class Objective:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after fold {i + 1} of {self.tune.cv_folds}")
         return [sum(col) / len(col) for col in zip(*per_fold)]
-
-
-def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1) -> optuna.Study:
-    tune.study_dir().mkdir(parents=True, exist_ok=True)
-    url = storage or tune.storage_url()
-    if url.startswith("sqlite"):
-        # Several worker processes share one SQLite file: wait for its lock instead of failing.
-        url_storage: Any = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    else:
-        url_storage = url
-    return optuna.create_study(
-        study_name=tune.study_name, storage=url_storage, load_if_exists=True,
-        directions=tune.directions, sampler=make_sampler(tune), pruner=make_pruner(tune, max_epochs),
-    )
-
-
-def run_worker(config_path: str, overrides: list[str], storage: str | None, quiet: bool = True) -> None:
-    """One worker process: pull trials from the shared study until n_trials exist in total."""
-    setup_process()  # a spawned interpreter starts without it
-    tune, base = load_tune_config(config_path, overrides)
-    max_epochs = validate(Config, base, config_path).train.epochs
-    study = open_study(tune, storage, max_epochs)
-    optimize(study, tune, base, quiet)
-
-
-def optimize(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
-    # Trials that ran or run count towards n_trials; enqueued (waiting) ones are still to come.
-    counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-    remaining = tune.n_trials - len(study.get_trials(deepcopy=False, states=counted))
-    if remaining <= 0:
-        return
-    # MaxTrialsCallback caps the study's total across workers and reruns.
-    study.optimize(Objective(tune, base, quiet), n_trials=remaining, timeout=tune.timeout, catch=(Exception,),
-                   callbacks=[optuna.study.MaxTrialsCallback(tune.n_trials, states=counted)],
-                   show_progress_bar=not quiet)
-
-
-def tune_study(config_path: str, overrides: list[str] | None = None, storage: str | None = None,
-               workers: int = 1, quiet: bool = False) -> tuple[optuna.Study, TuneConfig, dict[str, Any]]:
-    """Create or resume the study and run trials until it holds n_trials, using `workers` processes."""
-    overrides = overrides or []
-    tune, base = load_tune_config(config_path, overrides)
-    max_epochs = validate(Config, base, config_path).train.epochs
-    study = open_study(tune, storage, max_epochs)
-    procs = []
-    if workers > 1:
-        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-        procs = [ctx.Process(target=run_worker, args=(str(config_path), overrides, storage, True))
-                 for _ in range(workers - 1)]
-        for p in procs:
-            p.start()
-    try:
-        optimize(study, tune, base, quiet)
-    finally:
-        for p in procs:
-            p.join()
-    failed = [p.exitcode for p in procs if p.exitcode]
-    if failed:
-        print(f"genmodels: warning: {len(failed)} of {workers - 1} extra worker processes exited with "
-              f"codes {failed}; the study holds what the others finished", file=sys.stderr)
-    return study, tune, base
 
 
 def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
@@ -233,4 +196,3 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
     return {"trial": best.number, "params": best.params, "epochs": int(epochs), "train_images": len(full.train),
             "run_dir": str(trainer.run_dir), "test": test,
             "features": trainer.scorer.name if trainer.scorer and trainer.scorer.loaded else None}
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,22 +23,39 @@ class ParamSpec(StrictModel):
     """One searched config field: float (optionally log), int, or a categorical choice."""
 
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
+    low: float | None = Field(None, allow_inf_nan=False)
+    high: float | None = Field(None, allow_inf_nan=False)
     log: bool = False
-    step: float | None = Field(None, gt=0)
-    choices: list[Any] | None = None
+    step: float | None = Field(None, gt=0, allow_inf_nan=False)
+    choices: list[str | bool | int | float | None] | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
     def _complete(self) -> "ParamSpec":
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("categorical needs a non-empty 'choices' list")
-        elif self.low is None or self.high is None or self.low > self.high:
+            return self
+        if self.choices is not None:
+            raise ValueError(f"'choices' belongs to type categorical, not {self.type}")
+        if self.low is None or self.high is None or self.low > self.high:
             raise ValueError(f"{self.type} needs 'low' <= 'high'")
-        elif self.log and self.low <= 0:
+        if self.log and self.low <= 0:
             raise ValueError("log scale needs low > 0")
+        if self.log and self.step is not None:
+            raise ValueError("'step' and 'log' cannot be combined")
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
+            raise ValueError("an int range needs whole numbers for 'low', 'high' and 'step'")
         return self
+
+    def probes(self) -> list[Any]:
+        """Values that must all be valid for the field: every choice, or both ends and, for a
+        float range, a fractional value between them (which an int field refuses)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return [int(self.low), int(self.high)]
+        inside = [v for f in (0.5, 0.37, 0.123) if not (v := self.low + (self.high - self.low) * f).is_integer()]
+        return [self.low, self.high] + inside[:1]
 
     def grid(self) -> list[Any]:
         """The values a grid search visits."""
@@ -89,6 +107,12 @@ class TuneConfig(StrictModel):
             raise ValueError("'space' needs at least one field to search")
         return self
 
+    def trial_budget(self) -> int:
+        """Trials the study runs: n_trials, or fewer when a grid has fewer points."""
+        if self.sampler.name != "grid":
+            return self.n_trials
+        return min(self.n_trials, math.prod(len(spec.grid()) for spec in self.space.values()))
+
     def study_dir(self) -> Path:
         return Path(self.runs_dir) / self.study_name
 
@@ -129,9 +153,21 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
     if tune.directions is None:
         tune.directions = [metrics[o] for o in tune.objectives]
     for key, spec in tune.space.items():
-        probe = spec.choices[0] if spec.type == "categorical" else (int(spec.low) if spec.type == "int" else spec.low)
-        try:
-            validate(Config, set_dotted(copy.deepcopy(base), key.split("."), probe), f"{path}: space")
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace(f"{path}: space: ", f"{path}: space.{key}: ", 1)) from None
+        for probe in spec.probes():
+            try:
+                validate(Config, set_dotted(copy.deepcopy(base), key.split("."), probe), "")
+            except ConfigError as exc:
+                problem = str(exc).splitlines()[0].removeprefix(": ")
+                if problem.startswith("unknown key"):
+                    raise ConfigError(f"{path}: space.{key}: {problem}") from None
+                what = "choice" if spec.type == "categorical" else "value"
+                raise ConfigError(f"{path}: space.{key}: {what} {probe!r} is not valid for the field "
+                                  f"({problem.split(': ', 1)[-1]})") from None
+    if tune.sampler.name == "grid":
+        for key, spec in tune.space.items():
+            if spec.type == "float" and spec.step is None:
+                raise ConfigError(f"{path}: space.{key}: a float searched by grid needs 'step' "
+                                  f"(or use type: categorical)")
+        if tune.trial_budget() > 100_000:
+            raise ConfigError(f"{path}: space: the grid has more than 100,000 points; give coarser steps")
     return tune, base

@@ -31,6 +31,16 @@ def test_truncated_file_names_file(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_absurd_header_dims_are_refused_before_allocating(tmp_path, gz):
+    path = write_idx(tmp_path / ("big.gz" if gz else "big"), torch.zeros(2, 3, dtype=torch.uint8), gz=gz)
+    data = bytearray(gzip.decompress(path.read_bytes()) if gz else path.read_bytes())
+    data[4:12] = (2**31).to_bytes(4, "big") + (2**31).to_bytes(4, "big")  # 4 EiB of "pixels"
+    (gzip.open if gz else open)(path, "wb").write(bytes(data))
+    with pytest.raises(DataError, match=r"IDX size mismatch: header says dims \[2147483648, 2147483648\]"):
+        read_idx(path)
+
+
 def test_truncated_gzip_names_file(tmp_path):
     path = write_idx(tmp_path / "t.gz", torch.zeros(4, 28, 28, dtype=torch.uint8), gz=True)
     path.write_bytes(path.read_bytes()[:-20])

@@ -14,7 +14,7 @@ from genmodels.experiment import build
 from genmodels.finetune import FineTuning
 from genmodels.models import GAN, Updater
 from genmodels.optim import OptimConfig
-from genmodels.tune import tune_study
+from genmodels.study import tune_study
 
 from conftest import REPO, tiny_config
 

@@ -155,7 +155,7 @@ def test_missing_pattern_is_config_error(tmp_path, source_run):
 def test_finetune_fields_are_tunable(tmp_path, source_run):
     import optuna
 
-    from genmodels.tune import tune_study
+    from genmodels.study import tune_study
 
     base = {"name": "x", "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
             "data": {"name": "fashion-mnist", "limit": 300}, "train": {"epochs": 1, "batch_size": 128},

@@ -2,9 +2,7 @@
 file that goes through every command (train, resume, tune, fine-tune, evaluate) with one registry
 line and no package file touched."""
 
-import contextlib
 import inspect
-import io
 import json
 import math
 from typing import Literal
@@ -18,7 +16,6 @@ from pydantic import Field
 from torch import nn
 
 from genmodels.checkpoint import load_checkpoint
-from genmodels.cli import main
 from genmodels.config import Config, EvalConfig
 from genmodels.data import DataConfig, load_data
 from genmodels.metrics.quality import SampleQuality
@@ -26,7 +23,7 @@ from genmodels.models import MODELS, EvalContext, GenerativeModel, ModelSection,
 from genmodels.optim import OptimConfig, make_optimizer
 from genmodels.schema import StrictModel
 
-from conftest import data_root
+from conftest import cli, data_root
 
 
 # --- a third family: a deterministic autoencoder with an L1 loss ---------------------------
@@ -142,14 +139,6 @@ def test_build_step_sample_evaluate_round_trip(family):
 
 
 # --- the third family through every command ---------------------------------------------------
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """genmodels in this process (so the family registered here is known), with its output."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def run_yaml(tmp_path, **extra):

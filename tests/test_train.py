@@ -143,8 +143,11 @@ def test_early_stopping(tmp_path):
 
 def test_nan_loss_raises(tmp_path):
     trainer = build(tiny_config(tmp_path, "optim.lr=1e12", "optim.name=sgd", "train.log_every=1"), quiet=True)
-    with pytest.raises(NonFiniteLossError, match="non-finite train/"):
+    with pytest.raises(NonFiniteLossError, match="training diverged: train/"):
         trainer.fit()
+    # nothing of the diverged weights is left to look like a result
+    assert not (trainer.run_dir / "metrics.json").exists() and not (trainer.run_dir / "samples.png").exists()
+    assert "train/" in json.loads((trainer.run_dir / "diverged.json").read_text())["reason"]
 
 
 def test_callback_sees_each_epoch(tmp_path):

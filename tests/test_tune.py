@@ -9,7 +9,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genmodels.errors import ConfigError
-from genmodels.tune import open_study, optimize, tune_study
+from genmodels.study import open_study, optimize, tune_study
 from genmodels.tune_config import load_tune_config
 
 from conftest import run_cli
@@ -82,7 +82,7 @@ def test_nan_trial_does_not_stop_the_study(tmp_path):
     tune_study(path, quiet=True)
     trials = {t.params["optim.lr"]: t for t in load(tmp_path).trials}
     assert trials[1e12].state == optuna.trial.TrialState.FAIL
-    assert "non-finite" in trials[1e12].user_attrs["fail_reason"]
+    assert "training diverged" in trials[1e12].user_attrs["fail_reason"]
     assert trials[1e-3].state == optuna.trial.TrialState.COMPLETE and math.isfinite(trials[1e-3].value)
 
 
@@ -134,8 +134,8 @@ def test_workers_share_one_study(tmp_path):
                        pruner={"name": "none"})
     tune_study(path, workers=2, quiet=True)
     trials = load(tmp_path).trials
-    # n_trials caps the total; a worker that started a trial as the other finished the last may
-    # add at most one more.
-    assert 6 <= len(trials) <= 7
-    assert len({t.user_attrs["worker"] for t in trials}) == 2
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # exactly n_trials finished; a trial one worker started after the other took the last one
+    # steps back as failed, not counted
+    assert len(done) == 6 and len({t.user_attrs["worker"] for t in done}) == 2
+    assert all("interrupted" in t.user_attrs for t in trials if t.state != optuna.trial.TrialState.COMPLETE)

@@ -1,0 +1,259 @@
+"""An Optuna study's life: its storage (checked before the first trial), sampler and pruner, the
+worker processes that share it, exactly `n_trials` finished trials, and the trials of workers
+that died or were interrupted retried from their own checkpoints.
+
+Optuna does the work: RDB storages (SQLite, PostgreSQL) with heartbeats, the stale-trial retry
+callback, and `study.optimize`. This module decides how many trials to run and when to stop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+import zlib
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from genmodels.config import Config
+from genmodels.errors import Interrupted, UserError
+from genmodels.runtime import setup_process, signals_interrupt
+from genmodels.schema import validate
+from genmodels.tune import Objective, counts_towards_n_trials
+from genmodels.tune_config import TuneConfig, load_tune_config
+
+HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 30  # a trial silent this long belongs to a dead worker
+MAX_RETRY = 3  # retries of one trial after its worker died
+POLL = 2.0  # seconds between looks at other workers' running trials
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- sampler, pruner, storage ----------------------------------------------------------------
+
+
+def sampler_seed(study_seed: int, trials_at_start: int, worker: int) -> int:
+    """A seed of its own for each worker and each rerun, derived from the study's seed: two
+    samplers never draw the same start-up configurations. The same study, machine and worker
+    index give the same seed, so a single-process study is reproducible."""
+    host = zlib.crc32(socket.gethostname().encode())
+    return int(np.random.SeedSequence([study_seed, trials_at_start, worker, host]).generate_state(1)[0])
+
+
+def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+    s = tune.sampler
+    if s.name == "grid":
+        return optuna.samplers.GridSampler({k: spec.grid() for k, spec in tune.space.items()}, seed=seed)
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=True)
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def make_pruner(tune: TuneConfig, max_epochs: int) -> optuna.pruners.BasePruner:
+    p = tune.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    if p.name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_epochs,
+                                              reduction_factor=p.reduction_factor)
+    return optuna.pruners.NopPruner()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or "://" not in head:
+        return url
+    scheme, _, userinfo = head.partition("://")
+    return f"{scheme}://{userinfo.split(':')[0]}:***@{tail}" if ":" in userinfo else url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """The study's RDB storage with heartbeats and stale-trial retries, connected now: an
+    unreachable server, bad credentials or a missing driver is one line before any trial runs."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # Several worker processes share one SQLite file: wait for its lock instead of failing.
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY), **kwargs)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"--storage {_safe_url(url)}: the database driver is not installed ({exc.name}); "
+                        f"for PostgreSQL: pip install 'genmodels[postgres]'") from None
+    except Exception as exc:  # sqlalchemy's errors for a bad URL, a refused connection, a wrong password
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--storage {_safe_url(url)}: cannot open the study storage ({reason[:300]})") from None
+
+
+def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1, worker: int = 0) -> optuna.Study:
+    tune.study_dir().mkdir(parents=True, exist_ok=True)
+    rdb = open_storage(storage or tune.storage_url())
+    try:
+        existing = len(rdb.get_all_trials(rdb.get_study_id_from_name(tune.study_name), deepcopy=False))
+    except KeyError:
+        existing = 0
+    return optuna.create_study(
+        study_name=tune.study_name, storage=rdb, load_if_exists=True, directions=tune.directions,
+        sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker)),
+        pruner=make_pruner(tune, max_epochs),
+    )
+
+
+# --- which trials count ----------------------------------------------------------------------
+
+
+def finished(trials: list[FrozenTrial]) -> int:
+    return sum(1 for t in trials if t.state.is_finished() and counts_towards_n_trials(t))
+
+
+def fail_dead_local_trials(study: optuna.Study) -> None:
+    """Running trials of worker processes on this machine that no longer exist (killed, crashed)
+    are failed and queued for a retry now, without waiting for the heartbeat's grace period."""
+    storage = study._storage
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        where, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if where != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        retry_trial(study, storage.get_trial(trial_id))
+
+
+def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue `trial` again with its parameters and run folder (so it continues from its last
+    checkpoint), at most MAX_RETRY times."""
+    callback = study._storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        callback(study, trial)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- a worker ----------------------------------------------------------------------------------
+
+
+def optimize(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
+    """Run trials until the study holds n_trials finished ones (or the timeout passes).
+
+    One trial at a time: before each, trials of dead workers are failed and queued again, and
+    when the remaining trials are all running elsewhere this worker waits for them, so a retry
+    after a crash is picked up and the study ends with exactly n_trials finished trials.
+    """
+    objective = Objective(tune, base, quiet)
+    start = time.monotonic()
+    with signals_interrupt():
+        while tune.timeout is None or time.monotonic() - start < tune.timeout:
+            fail_dead_local_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            if finished(trials) >= tune.trial_budget():
+                return
+            queued = [t for t in trials if t.state == TrialState.WAITING]
+            if sum(counts_towards_n_trials(t) for t in trials) >= tune.trial_budget() and not queued:
+                time.sleep(POLL)  # the rest are running in other workers: wait for them, or their retries
+                continue
+            study.optimize(objective, n_trials=1, catch=(Exception,))
+            if objective.interrupted is not None:
+                raise objective.interrupted
+
+
+def run_worker(config_path: str, overrides: list[str], storage: str | None, index: int, quiet: bool = True) -> None:
+    """A worker process: opens the study and runs trials; ends when its parent does."""
+    setup_process()  # a spawned interpreter starts without it
+    _exit_with_parent(os.getppid())
+    tune, base = load_tune_config(config_path, overrides)
+    max_epochs = validate(Config, base, config_path).train.epochs
+    try:
+        optimize(open_study(tune, storage, max_epochs, worker=index), tune, base, quiet)
+    except KeyboardInterrupt as exc:
+        sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """SIGTERM ourselves when the parent process is gone (killed with SIGKILL, say): no orphans."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def tune_study(config_path: str, overrides: list[str] | None = None, storage: str | None = None,
+               workers: int = 1, quiet: bool = False) -> tuple[optuna.Study, TuneConfig, dict[str, Any]]:
+    """Create or resume the study and run trials until it holds n_trials, using `workers` processes."""
+    overrides = overrides or []
+    tune, base = load_tune_config(config_path, overrides)
+    max_epochs = validate(Config, base, config_path).train.epochs
+    study = open_study(tune, storage, max_epochs, worker=0)
+    procs = []
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
+    try:
+        for index in range(1, workers):
+            procs.append(ctx.Process(target=run_worker, args=(str(config_path), overrides, storage, index, True)))
+            procs[-1].start()
+        optimize(study, tune, base, quiet)
+        for p in procs:
+            p.join()
+    finally:
+        _stop(procs)
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        print(f"genmodels: warning: {len(failed)} of {workers - 1} extra worker processes exited with "
+              f"codes {failed}; the study holds what the others finished", file=sys.stderr)
+    return study, tune, base
+
+
+def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM to workers still running (each saves its trial's state), then wait; SIGKILL stragglers."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 20
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+

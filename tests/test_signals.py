@@ -1,0 +1,124 @@
+"""Real signals to real `genmodels` processes: SIGTERM saves and stops, SIGKILL loses no trial."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from genmodels.checkpoint import load_checkpoint
+
+from conftest import cli, data_root, tiny_config
+
+TRIAL_BASE = {"seed": 0, "data": {"name": "mnist", "limit": 2000},
+              "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
+              "train": {"epochs": 6, "batch_size": 32}, "log": {"n_images": 4}}
+
+
+def start(*args, **kw):
+    env = {**os.environ, "GENMODELS_DATA": data_root()}
+    return subprocess.Popen([sys.executable, "-m", "genmodels", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def stop(proc, signum, timeout=10):
+    """Send `signum`; the seconds until the process exited (it must within `timeout`)."""
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=timeout + 5)
+    took = time.monotonic() - sent
+    assert took <= timeout, f"took {took:.1f}s"
+    return proc.returncode, out, err
+
+
+def test_sigterm_during_training_saves_and_resumes_exactly(tmp_path):
+    cfg = tiny_config(tmp_path, "name=run", "train.epochs=4", "train.batch_size=16", "train.log_every=1")
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    straight = cli("train", str(path), "--quiet", "--name", "straight")
+    assert straight[0] == 0, straight[2]
+
+    proc = start("train", str(path))
+    run = tmp_path / "runs" / "run"
+    wait_for(run / "last.pt", proc)  # one epoch done: the interrupt lands mid-run
+    time.sleep(0.3)
+    code, _, err = stop(proc, signal.SIGTERM)
+    assert code == 143, err
+    assert "stopped by signal 15" in err and "Traceback" not in err
+    saved = load_checkpoint(run / "last.pt")
+    events = EventAccumulator(str(run))
+    events.Reload()
+    logged = max(e.step for e in events.Scalars("train/loss"))
+    assert saved.step == logged and 0 < saved.epoch < 4  # the checkpoint is at the step it stopped
+
+    resumed = cli("train", str(path), "--quiet", "--resume")
+    assert resumed[0] == 0, resumed[2]
+    a = load_checkpoint(tmp_path / "runs" / "straight" / "last.pt").model
+    b = load_checkpoint(run / "last.pt").model
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def write_tune(tmp_path, n_trials, sampler="random", **extra):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TRIAL_BASE))
+    cfg = {"base": "base.yaml", "study_name": "s", "runs_dir": str(tmp_path / "runs"), "n_trials": n_trials,
+           "sampler": {"name": sampler, "seed": 0, "n_startup_trials": 10}, "pruner": {"name": "none"},
+           "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}, **extra}
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def trials(tmp_path):
+    return optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}").trials
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_stopped_study_reruns_to_exactly_n_trials(tmp_path, signum):
+    path = write_tune(tmp_path, n_trials=3)
+    proc = start("tune", str(path), "--quiet")
+    wait_for(tmp_path / "runs" / "s" / "trial-0001" / "last.pt", proc)  # trial 1 is mid-run
+    code, _, err = stop(proc, signum)
+    assert code == (143 if signum == signal.SIGTERM else -9), err
+    if signum == signal.SIGTERM:
+        assert not [t for t in trials(tmp_path) if t.state == TrialState.RUNNING]
+        assert trials(tmp_path)[1].user_attrs["interrupted"] == "signal 15"
+    done_before = load_checkpoint(tmp_path / "runs" / "s" / "trial-0001" / "last.pt").epoch
+
+    code, out, err = cli("tune", str(path), "--quiet")
+    assert code == 0, err
+    final = trials(tmp_path)
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    complete = [t for t in final if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    retry = next(t for t in complete if t.user_attrs["run_dir"].endswith("trial-0001") and t.number != 1)
+    assert retry.params == final[1].params and retry.user_attrs["retry"] == "continued from its last checkpoint"
+    history = json.loads((tmp_path / "runs" / "s" / "trial-0001" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 7)) and done_before >= 1
+
+
+def test_workers_and_reruns_draw_different_configurations(tmp_path):
+    path = write_tune(tmp_path, n_trials=4, sampler="tpe", set=["train.epochs=2"])
+    code, _, err = cli("tune", str(path), "--quiet")  # one worker; then two more, then a rerun
+    assert code == 0, err
+    from genmodels.study import tune_study
+
+    tune_study(str(path), ["n_trials=8"], workers=2, quiet=True)
+    tune_study(str(path), ["n_trials=10"], quiet=True)
+    drawn = [tuple(sorted(t.params.items())) for t in trials(tmp_path) if t.state == TrialState.COMPLETE]
+    assert len(drawn) == 10 and len(set(drawn)) == 10  # all start-up trials: TPE starts after 10

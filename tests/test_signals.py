@@ -108,8 +108,20 @@ def test_stopped_study_reruns_to_exactly_n_trials(tmp_path, signum):
     assert len(complete) == 3
     retry = next(t for t in complete if t.user_attrs["run_dir"].endswith("trial-0001") and t.number != 1)
     assert retry.params == final[1].params and retry.user_attrs["retry"] == "continued from its last checkpoint"
-    history = json.loads((tmp_path / "runs" / "s" / "trial-0001" / "metrics.json").read_text())["history"]
+    trial_dir = tmp_path / "runs" / "s" / "trial-0001"
+    history = json.loads((trial_dir / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, 7)) and done_before >= 1
+    events = EventAccumulator(str(trial_dir))
+    events.Reload()
+    assert len(events.Scalars("heldout/neg_elbo")) == 6
+    # the continued trial ends with bitwise the weights of the same config trained without a stop
+    cfg = yaml.safe_load((trial_dir / "config.yaml").read_text())
+    cfg["log"]["runs_dir"] = str(tmp_path / "again")
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli("train", str(tmp_path / "again.yaml"), "--quiet")[0] == 0
+    a = load_checkpoint(trial_dir / "last.pt").model
+    b = load_checkpoint(tmp_path / "again" / "trial-0001" / "last.pt").model
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_workers_and_reruns_draw_different_configurations(tmp_path):

@@ -17,7 +17,6 @@ Adam's moments of never-updated weights turn denormal, and without it either loo
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import platform
@@ -36,11 +35,12 @@ from torchvision import datasets, transforms
 from torchvision.utils import save_image
 
 from genmodels.config import Config
-from genmodels.data import find_dataset
 from genmodels.models import VAE
 from genmodels.experiment import build
 from genmodels.models import Updater
 from genmodels.runtime import setup_process
+
+from common import torchvision_root
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -189,22 +189,6 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> f
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
-
-
-def torchvision_root(tmp: Path) -> Path:
-    """torchvision reads <root>/FashionMNIST/raw/*-ubyte (unzipped); build that from our files."""
-    paths, tried = find_dataset("fashion-mnist")
-    if not paths:
-        raise SystemExit(f"fashion-mnist not found (looked in {', '.join(map(str, tried))}); set GENMODELS_DATA")
-    raw = tmp / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for pair in paths.values():
-        for src in pair:
-            dst = raw / src.name.removesuffix(".gz")
-            opener = gzip.open if src.suffix == ".gz" else open
-            with opener(src, "rb") as fin, open(dst, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-    return tmp
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ from genmodels.errors import Interrupted, UserError
 from genmodels.experiment import build, evaluate_run
 from genmodels.files import atomic_write
 from genmodels.finetune import FineTuning
-from genmodels.metrics.features import cache_dirs, load_classifier, save_classifier, train_classifier
+from genmodels.metrics.classifier import EPOCHS, load_classifier, save_classifier, train_classifier
+from genmodels.metrics.extractor import cache_dirs
 from genmodels.models import MODELS
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import setup_process
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-root")
     f.add_argument("--split-seed", type=int, default=0, help="the held-out split it must not see (data.split_seed)")
     f.add_argument("--heldout-fraction", type=float, default=0.1)
-    f.add_argument("--epochs", type=int, default=12)
+    f.add_argument("--epochs", type=int, default=EPOCHS)
     f.add_argument("--force", action="store_true", help="train again even if cached")
     f.add_argument("--quiet", action="store_true")
     f.set_defaults(func=cmd_features)

@@ -29,10 +29,19 @@ class TrainConfig(StrictModel):
     # CPU. bf16 on a CPU with AVX512-BF16/AMX runs the matmuls ~1.6x faster at bf16 precision.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="autocast dtype; auto: bf16 "
                                                                                 "on CUDA, fp32 on CPU")
-    patience: int | None = Field(None, ge=1, description="early stopping: epochs without a held-out gain")
+    max_images: int | None = Field(None, ge=1, description="stop after this many training images (epochs "
+                                                           "bound the run too)")
+    eval_every_images: int | None = Field(None, ge=1, description="held-out evaluation (and a tuning trial's "
+                                                                  "report to its pruner) every this many training "
+                                                                  "images; default: after every epoch")
+    monitor: str | None = Field(None, description="held-out metric for early stopping, best.pt and a trial's "
+                                                  "result; default: the model's (neg_elbo, fid)")
+    patience: int | None = Field(None, ge=1, description="early stopping: evaluations without a held-out gain")
+    stop_on_failure: bool = Field(True, description="stop a run its model calls failed (a GAN whose samples "
+                                                    "collapsed or whose discriminator wins outright)")
     min_delta: float = Field(0.0, ge=0.0, description="smallest held-out change that counts as a gain")
     log_every: int = Field(10, ge=1, description="steps between train/ scalars (the mean over the window)")
-    checkpoint_every: int = Field(1, ge=1, description="epochs between last.pt saves")
+    checkpoint_every: int = Field(1, ge=1, description="evaluations between last.pt saves")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
 
 

@@ -15,9 +15,13 @@ class DataError(UserError):
     """Dataset files are missing or malformed."""
 
 
-class NonFiniteLossError(UserError):
-    """Training produced NaN/inf (usually a learning rate too high for the model); the tuner
-    records it as a failed trial and moves on."""
+class RunFailed(UserError):
+    """Training went somewhere it cannot come back from: NaN losses, a collapsed GAN. The tuner
+    records such a trial as failed, with this reason, and moves on."""
+
+
+class NonFiniteLossError(RunFailed):
+    """Training produced NaN/inf, usually a learning rate too high for the model."""
 
 
 class Interrupted(KeyboardInterrupt):

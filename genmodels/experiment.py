@@ -20,12 +20,13 @@ from genmodels.data import DataSplits, load_data
 from genmodels.errors import ConfigError, UserError
 from genmodels.files import write_json
 from genmodels.finetune import FineTuning, freeze, load_source_weights
-from genmodels.metrics.quality import SampleQuality
+from genmodels.metrics.quality import QUALITY_METRICS, SampleQuality
 from genmodels.models import GenerativeModel, build_model, model_class
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import pick_device
 from genmodels.schema import validate
-from genmodels.train import Callback, Trainer, eval_context, evaluate_split
+from genmodels.evaluation import eval_context, evaluate_split
+from genmodels.train import Callback, Trainer
 
 
 def read_source(cfg: Config) -> tuple[RunCheckpoint, str]:
@@ -65,6 +66,9 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
     unnecessary.
     """
     run_dir = Path(run_dir) if run_dir else cfg.run_dir()
+    if cfg.train.monitor in QUALITY_METRICS and cfg.train.monitor not in cfg.eval.metrics:
+        raise ConfigError(f"train.monitor: '{cfg.train.monitor}' is computed only when eval.metrics lists it "
+                          f"(eval.metrics: {cfg.eval.metrics})")
     device = pick_device(cfg.train.device)
     last = load_checkpoint(run_dir / "last.pt", device) if resume else None
     source = None

@@ -55,23 +55,50 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise Interrupted at once while the block runs (main thread only).
-
-    Without this, SIGTERM ends Python on the spot, and whatever the process was doing (a study
-    trial marked RUNNING, say) is never cleaned up. The Trainer installs its own handlers while it
-    trains, which finish the current step first.
-    """
+def _handling(handler: Any) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs; the previous ones restored after.
+    Signal handlers belong to the main thread: elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted at once while the block runs.
+
+    Without this, SIGTERM ends Python on the spot, and whatever the process was doing (a study
+    trial marked RUNNING, say) is never cleaned up.
+    """
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    with _handling(handler):
+        yield
+
+
+class SignalFlag:
+    """Set by `signals_deferred`: the signal that asked to stop, or None."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[SignalFlag]:
+    """SIGINT and SIGTERM only set the flag, so a loop can finish its step and save before it
+    raises Interrupted itself; a second signal raises at once."""
+    flag = SignalFlag()
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.signum is not None:
+            raise Interrupted(signum)
+        flag.signum = signum
+
+    with _handling(handler):
+        yield flag

@@ -7,14 +7,12 @@ families, fine-tuning, datasets or feature extractors: `genmodels.experiment` as
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 import yaml
@@ -26,10 +24,11 @@ from tqdm.auto import tqdm
 from genmodels.checkpoint import RunCheckpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
-from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError
+from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError, RunFailed
+from genmodels.evaluation import eval_context, evaluate_split, progress
 from genmodels.files import atomic_write, write_json, write_text
-from genmodels.models.base import EvalContext, GenerativeModel, SampleScorer, Updater
-from genmodels.runtime import pick_device
+from genmodels.models.base import GenerativeModel, SampleScorer, Updater
+from genmodels.runtime import SignalFlag, pick_device, signals_deferred
 from genmodels.tblog import grid, log_hparams
 
 
@@ -41,39 +40,11 @@ class Callback:
         """After resuming, before the first step."""
 
     def on_train_epoch_start(self, trainer: "Trainer") -> None:
-        """After the model is put in training mode, before an epoch's (remaining) steps."""
+        """After the model is put in training mode, before (more of) an epoch's steps."""
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, metrics: dict[str, float]) -> None:
-        """After each epoch's held-out evaluation and checkpoint."""
-
-
-def progress(total: int, desc: str, quiet: bool = False, initial: int = 0) -> tqdm:
-    """A progress bar on stderr, silent with quiet=True or when stderr is not a terminal (the
-    loop then prints a line per epoch instead)."""
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, dynamic_ncols=True,
-                disable=quiet or not sys.stderr.isatty())
-
-
-def eval_context(cfg: Config, device: torch.device, split: str, full: bool = False,
-                 scorer: SampleScorer | None = None, options: BaseModel | None = None) -> EvalContext:
-    """Evaluation noise from the run's seed: the same weights give the same numbers."""
-    return EvalContext(generator=torch.Generator(device).manual_seed(cfg.seed + 2), split=split, full=full,
-                       scorer=scorer, fid_samples=cfg.eval.fid_samples, options=options)
-
-
-@torch.no_grad()
-def evaluate_split(model: GenerativeModel, images: torch.Tensor, ctx: EvalContext, batch_size: int,
-                   quiet: bool = False) -> dict[str, float]:
-    """model.evaluate over consecutive batches of `images` (no shuffling), with a progress bar."""
-    model.eval()
-    n_batches = math.ceil(len(images) / batch_size)
-    with progress(n_batches, f"evaluating ({ctx.split})", quiet) as bar:
-        def batches() -> Iterator[torch.Tensor]:
-            for start in range(0, len(images), batch_size):
-                yield images[start : start + batch_size]
-                bar.update()
-
-        return model.evaluate(batches(), ctx)
+    def on_evaluation(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+        """After each held-out evaluation (every epoch, or every train.eval_every_images) and its
+        checkpoint."""
 
 
 class Trainer:
@@ -94,6 +65,10 @@ class Trainer:
         self.device = pick_device(cfg.train.device)
         self.data = data
         self.model = model.to(self.device)
+        self.monitor = cfg.train.monitor or model.monitor
+        if self.monitor not in model.metrics:
+            raise ConfigError(f"train.monitor: '{self.monitor}' is not a metric a '{cfg.model.kind}' model reports "
+                              f"(expected one of {', '.join(model.metrics)})")
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir else cfg.run_dir()
         self.scorer = scorer
@@ -107,14 +82,19 @@ class Trainer:
         self.images_seen = 0
         self.batch_index = 0  # within the current epoch
         self.perm: torch.Tensor | None = None  # the current epoch's order
-        self.best: dict[str, Any] | None = None  # {"epoch", "step", "value", "metrics"}
-        self.bad_epochs = 0
-        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None  # {"epoch", "step", "images", "value", "metrics"}
+        self.bad_evaluations = 0  # since the best one
+        self.history: list[dict[str, Any]] = []  # one entry per held-out evaluation
         self.should_stop = False
         self.stop_reason = ""
-        self._epoch_train: dict[str, float] = {}
+        # Training losses since the last log line, and their sums since the last evaluation (for
+        # the train-vs-held-out curves). Reduced once per log window, not per step: a tensor add
+        # per loss per step costs more, and reading a value back stalls a GPU.
+        self._window: dict[str, list[torch.Tensor]] = {}
+        self._since_eval: dict[str, tuple[float, int]] = {}
         self._layout_written = False
-        self._signal: int | None = None
+        self._signal = SignalFlag()
+        self._failed = False
         self._resume_rng: dict[str, Any] | None = None
         self._writer: SummaryWriter | None = None
 
@@ -127,7 +107,7 @@ class Trainer:
             optimizers={k: o.state_dict() for k, o in self.optimizers.items()},
             scalers={k: s.state_dict() for k, s in self.updater.scalers.items()},
             rng=rng_state(self.shuffle), epoch=self.epoch, step=self.step, batch_index=self.batch_index,
-            perm=self.perm, best=self.best, bad_epochs=self.bad_epochs, history=self.history,
+            perm=self.perm, best=self.best, bad_epochs=self.bad_evaluations, history=self.history,
             stop_reason=self.stop_reason, images_seen=self.images_seen,
         )
 
@@ -149,7 +129,7 @@ class Trainer:
         self._resume_rng = ckpt.rng  # the global streams are set when fit starts, inside its own RNG scope
         self.epoch, self.step, self.batch_index = ckpt.epoch, ckpt.step, ckpt.batch_index
         self.perm, self.images_seen = ckpt.perm, ckpt.images_seen
-        self.best, self.bad_epochs, self.history = ckpt.best, ckpt.bad_epochs, ckpt.history
+        self.best, self.bad_evaluations, self.history = ckpt.best, ckpt.bad_epochs, ckpt.history
         # An early-stopped run is finished: resuming it reports, it does not train on.
         self.stop_reason = ckpt.stop_reason
         self.should_stop = bool(self.stop_reason)
@@ -163,7 +143,7 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train until cfg.train.epochs, early stopping or a callback says stop.
+        """Train until cfg.train.epochs (or max_images), early stopping or a callback says stop.
 
         resume=True continues exactly from run_dir/last.pt (unless `restore` already loaded a
         checkpoint): same parameters, optimizer moments, RNG streams and data order as if
@@ -190,28 +170,39 @@ class Trainer:
         self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if resumed else None)
         start = time.perf_counter()
         try:
-            with self._signal_guard():
+            with signals_deferred() as self._signal:
                 for cb in self.callbacks:
                     cb.on_fit_start(self)
-                while self.epoch < self.cfg.train.epochs and not self.should_stop:
+                while not self._done():
                     self._train_epoch()
-                    self._end_epoch()
+                if not self.stop_reason and (not self.history or self.history[-1].get("images") != self.images_seen):
+                    self._evaluation()  # the final weights are always evaluated
         except Interrupted as exc:
             self.save()
             what = "interrupted" if exc.signum == signal.SIGINT else f"stopped by signal {exc.signum}"
             self._log(f"{what} at epoch {self.epoch + 1}, step {self.step}; saved {self.run_dir / 'last.pt'}; "
                       f"continue with --resume")
             raise
-        except NonFiniteLossError as exc:
-            # No checkpoint, metrics or samples of the diverged weights: last.pt and best.pt keep
-            # the last finite state, and the reason goes where a reader of the run looks.
-            self.stop_reason = str(exc)
-            write_json(self.run_dir / "diverged.json", {"reason": str(exc), "epoch": self.epoch, "step": self.step})
+        except RunFailed as exc:
+            # No checkpoint, metrics or samples of the failed weights: last.pt and best.pt keep
+            # the last good state, and the reason goes where a reader of the run looks.
+            self.stop_reason, self._failed = str(exc), True
+            write_json(self.run_dir / "failed.json", {"reason": str(exc), "epoch": self.epoch, "step": self.step,
+                                                      "images": self.images_seen})
             raise
         finally:
             result = self._finish(time.perf_counter() - start)
             self._writer.close()
         return result
+
+    def _done(self) -> bool:
+        cap = self.cfg.train.max_images
+        return self.should_stop or self.epoch >= self.cfg.train.epochs or (cap is not None and self.images_seen >= cap)
+
+    def _evaluation_due(self) -> bool:
+        every = self.cfg.train.eval_every_images
+        last = self.history[-1].get("images", 0) if self.history else 0
+        return every is not None and self.images_seen // every > last // every
 
     def _train_epoch(self) -> None:
         train = self.data.train.images
@@ -220,45 +211,51 @@ class Trainer:
             self.perm = torch.randperm(train.shape[0], generator=self.shuffle)
         perm = self.perm.to(self.device)
         n_batches = math.ceil(train.shape[0] / bs)
-        # Each loss's values since the last log line (a GAN reports g_loss only on its generator
-        # steps), and its epoch sum and count for the epoch mean beside the held-out metrics.
-        # Reduced once per log window, not per step: a tensor add per loss per step costs more,
-        # and reading a value back stalls a GPU.
-        window: dict[str, list[torch.Tensor]] = {}
-        epoch_sums: dict[str, tuple[float, int]] = {}
-        self.model.train()
-        for cb in self.callbacks:
-            cb.on_train_epoch_start(self)
+        self._start_training()
         bar = progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.quiet, self.batch_index)
         try:
-            while self.batch_index < n_batches:
+            while self.batch_index < n_batches and not self._done():
                 idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
                 losses = self.model.training_step(take(train, idx), self.updater)
                 self.step += 1
                 self.batch_index += 1
                 self.images_seen += len(idx)
                 for k, v in losses.items():
-                    window.setdefault(k, []).append(v)
+                    self._window.setdefault(k, []).append(v)
                 if self.step % self.cfg.train.log_every == 0:
-                    bar.set_postfix(self._flush(window, epoch_sums), refresh=False)
-                    window = {}
+                    bar.set_postfix(self._flush(), refresh=False)
                 bar.update()
-                if self._signal is not None:
-                    raise Interrupted(self._signal)
+                if self._signal.signum is not None:  # Ctrl-C or SIGTERM: stop after this step, saved
+                    raise Interrupted(self._signal.signum)
+                if self._evaluation_due():
+                    self._flush()
+                    self._evaluation()
+                    self._start_training()
         finally:
-            if window:  # log the partial window, also when interrupted, so nothing is lost
-                self._flush(window, epoch_sums)
+            self._flush()  # the partial window, also when interrupted, so nothing is lost
             bar.close()
-        self._epoch_train = {k: total / n for k, (total, n) in epoch_sums.items()}
+        if self.batch_index == n_batches:
+            self.epoch += 1
+            self.perm, self.batch_index = None, 0
+            if self.cfg.train.eval_every_images is None:
+                self._evaluation()
 
-    def _flush(self, window: dict[str, list[torch.Tensor]],
-               epoch_sums: dict[str, tuple[float, int]]) -> dict[str, float]:
-        """Log each loss's mean over the window as train/<k> and add the window to the epoch sums."""
+    def _start_training(self) -> None:
+        self.model.train()
+        for cb in self.callbacks:
+            cb.on_train_epoch_start(self)
+
+    def _flush(self) -> dict[str, float]:
+        """Log each loss's mean over the window as train/<k> and add the window to the sums since
+        the last evaluation."""
+        window, self._window = self._window, {}
+        if not window:
+            return {}
         sums = {k: torch.stack(vs).sum().item() for k, vs in window.items()}
         values = {k: sums[k] / len(window[k]) for k in window}
         for k, total in sums.items():
-            epoch_total, n = epoch_sums.get(k, (0.0, 0))
-            epoch_sums[k] = (epoch_total + total, n + len(window[k]))
+            so_far, n = self._since_eval.get(k, (0.0, 0))
+            self._since_eval[k] = (so_far + total, n + len(window[k]))
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"training diverged: train/{bad[0]} = {values[bad[0]]} at step {self.step} "
@@ -276,41 +273,51 @@ class Trainer:
         ctx = eval_context(self.cfg, self.device, split, full, self.scorer, options)
         return evaluate_split(self.model, images, ctx, self.cfg.train.eval_batch_size, self.quiet)
 
-    def _end_epoch(self) -> None:
+    def _evaluation(self) -> None:
+        """Held-out metrics, their logs, the checks (finite, not failed), best and last
+        checkpoints, early stopping, then the callbacks."""
         metrics = self.evaluate("heldout")
-        self.epoch += 1
-        self.perm, self.batch_index = None, 0
+        n_batches = math.ceil(len(self.data.train) / self.cfg.train.batch_size)
+        epoch = round(self.epoch + self.batch_index / n_batches, 4)
         for k, v in metrics.items():
             self._writer.add_scalar(f"heldout/{k}", v, self.step)
         self._log_train_vs_heldout(metrics)
         self._log_images()
-        self.history.append({"epoch": self.epoch, "step": self.step, **metrics})
-        value = metrics[self.model.monitor]
+        self.history.append({"epoch": epoch, "step": self.step, "images": self.images_seen, **metrics})
+        value = metrics[self.monitor]
         if not math.isfinite(value):
-            raise NonFiniteLossError(f"training diverged: heldout/{self.model.monitor} = {value} at epoch "
-                                     f"{self.epoch} (lower optim.lr or set train.grad_clip)")
+            raise NonFiniteLossError(f"training diverged: heldout/{self.monitor} = {value} at epoch {epoch} "
+                                     f"(lower optim.lr or set train.grad_clip)")
+        reason = self.model.failed(metrics, len(self.history)) if self.cfg.train.stop_on_failure else None
+        if reason:
+            raise RunFailed(f"run stopped at epoch {epoch}: {reason}")
         names = []
         if self._improved(value):
-            self.best = {"epoch": self.epoch, "step": self.step, "value": value, "metrics": metrics}
-            self.bad_epochs = 0
+            self.best = {"epoch": epoch, "step": self.step, "images": self.images_seen, "value": value,
+                         "metrics": metrics}
+            self.bad_evaluations = 0
             names.append("best.pt")
         else:
-            self.bad_epochs += 1
-            if self.cfg.train.patience and self.bad_epochs >= self.cfg.train.patience:
+            self.bad_evaluations += 1
+            if self.cfg.train.patience and self.bad_evaluations >= self.cfg.train.patience:
                 self.should_stop = True
-                self.stop_reason = f"early stop: no heldout/{self.model.monitor} gain in {self.bad_epochs} epochs"
-        if self.epoch % self.cfg.train.checkpoint_every == 0 or self.should_stop or self.epoch == self.cfg.train.epochs:
+                self.stop_reason = (f"early stop: no heldout/{self.monitor} gain in {self.bad_evaluations} "
+                                    f"evaluations")
+        if len(self.history) % self.cfg.train.checkpoint_every == 0 or self._done():
             names.append("last.pt")
         if names:  # the same state: serialized once, copied to the other name
             self.save(*names)
-        self._log(f"epoch {self.epoch}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
+        where = f"epoch {epoch:g}" + (f" ({self.images_seen:,} images)" if self.cfg.train.eval_every_images else "")
+        self._log(f"{where}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
         for cb in self.callbacks:
-            cb.on_epoch_end(self, self.epoch, metrics)
+            cb.on_evaluation(self, metrics)
 
     def _log_train_vs_heldout(self, metrics: dict[str, float]) -> None:
-        """Epoch means of the training losses as epoch_train/<k>, and a TensorBoard custom-scalars
-        chart per loss the held-out split also reports: overfitting shows as the curves part."""
-        train = self._epoch_train
+        """Means of the training losses since the last evaluation as epoch_train/<k>, and a
+        TensorBoard custom-scalars chart per loss the held-out split also reports: overfitting
+        shows as the curves part."""
+        train = {k: total / n for k, (total, n) in self._since_eval.items()}
+        self._since_eval = {}
         for k, v in train.items():
             self._writer.add_scalar(f"epoch_train/{k}", v, self.step)
         common = [k for k in train if k in metrics]
@@ -323,7 +330,7 @@ class Trainer:
         if self.best is None:
             return True
         delta = self.cfg.train.min_delta
-        if self.model.metrics[self.model.monitor] == "maximize":
+        if self.model.metrics[self.monitor] == "maximize":
             return value > self.best["value"] + delta
         return value < self.best["value"] - delta
 
@@ -340,7 +347,7 @@ class Trainer:
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
-        final = {k: v for k, v in last.items() if k not in ("epoch", "step")}
+        final = {k: v for k, v in last.items() if k not in ("epoch", "step", "images")}
         result = {
             "name": self.cfg.name,
             "run_dir": str(self.run_dir),
@@ -348,14 +355,14 @@ class Trainer:
             "epochs": self.epoch,
             "steps": self.step,
             "images_seen": self.images_seen,
-            "monitor": self.model.monitor,
+            "monitor": self.monitor,
             "heldout": final,
             "best": self.best,
             "stop_reason": self.stop_reason,
             "train_seconds": round(seconds, 3),
             "history": self.history,
         }
-        if final and not self.stop_reason.startswith("training diverged"):
+        if final and not self._failed:
             log_hparams(self._writer, self.cfg.flat(), {f"heldout_{k}": v for k, v in final.items()}, self.step)
             write_json(self.run_dir / "metrics.json", result)
             self.model.eval()
@@ -368,23 +375,3 @@ class Trainer:
     def _log(self, message: str) -> None:
         if not self.quiet:
             tqdm.write(message, file=sys.stderr)
-
-    @contextlib.contextmanager
-    def _signal_guard(self) -> Iterator[None]:
-        """Ctrl-C or SIGTERM: finish the current step, checkpoint, stop. A second one: stop at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._signal is not None:
-                raise Interrupted(signum)
-            self._signal = signum
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-            self._signal = None

@@ -38,16 +38,37 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
 
 
 class PruningCallback(Callback):
-    """Reports a held-out metric to the trial after each epoch and stops the run if the pruner says so."""
+    """Reports the trial's objective to its pruner after each held-out evaluation, at a step all
+    trials share (the epoch, or the images seen in multiples of train.eval_every_images, so
+    trials with other batch sizes meet at the same steps), and stops the run if the pruner says
+    so. With report='best' the best value so far is reported: a GAN's FID swings from one
+    evaluation to the next, and a pruner reading raw values stops good trials on a bad one."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, step_offset: int = 0):
-        self.trial, self.metric, self.step_offset = trial, metric, step_offset
+    def __init__(self, trial: optuna.Trial, metric: str, direction: str, report: str = "last"):
+        self.trial, self.metric, self.report = trial, metric, report
+        self.better = min if direction == "minimize" else max
+        self.best: float | None = None
+        self.last_step = -1
 
-    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        value = metrics[self.metric]
-        self.trial.report(value, self.step_offset + epoch)
+    def on_fit_start(self, trainer: Trainer) -> None:
+        for h in trainer.history:  # a retried trial continues where its checkpoint left off
+            self._track(h[self.metric])
+
+    def _track(self, value: float) -> float:
+        self.best = value if self.best is None else self.better(self.best, value)
+        return self.best if self.report == "best" else value
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        every = trainer.cfg.train.eval_every_images
+        step = trainer.epoch if every is None else trainer.images_seen // every * every
+        value = self._track(metrics[self.metric])
+        if step <= self.last_step:  # a final evaluation between two report steps
+            return
+        self.trial.report(value, step)
+        self.last_step = step
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: heldout/{self.metric}={value:.4f}")
+            where = f"epoch {step}" if every is None else f"{step:,} images"
+            raise optuna.TrialPruned(f"pruned after {where}: heldout/{self.metric}={metrics[self.metric]:.4f}")
 
 
 def trial_config(tune: TuneConfig, base: dict[str, Any], params: dict[str, Any], name: str) -> Config:
@@ -149,7 +170,8 @@ class Objective:
     def _run(self, trial: optuna.Trial, cfg: Config, single: bool, resume: bool) -> list[float]:
         if self.tune.cv_folds:
             return self._cross_validate(trial, cfg, single)
-        callbacks = [PruningCallback(trial, self.tune.objectives[0])] if single else []
+        pruning = PruningCallback(trial, self.tune.objectives[0], self.tune.directions[0], self.tune.pruner.report)
+        callbacks = [pruning] if single else []
         last = cfg.run_dir() / "last.pt"
         continuing = resume and last.is_file()
         if resume:

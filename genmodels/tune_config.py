@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from genmodels.config import Config
 from genmodels.errors import ConfigError
 from genmodels.experiment import read_source, resolve
+from genmodels.metrics.quality import QUALITY_METRICS
 from genmodels.models import model_class
 from genmodels.schema import StrictModel, apply_overrides, read_yaml, set_dotted, validate
 
@@ -78,9 +79,11 @@ class SamplerConfig(StrictModel):
 class PrunerConfig(StrictModel):
     name: Literal["median", "sha", "hyperband", "none"] = "median"
     n_startup_trials: int = Field(3, ge=0)  # trials that complete before any is pruned (median)
-    n_warmup_steps: int = Field(1, ge=0)  # epochs a trial always gets (median)
-    min_resource: int = Field(1, ge=1)  # epochs (successive halving, hyperband)
+    n_warmup_steps: int = Field(1, ge=0)  # report steps a trial always gets (median)
+    # Report steps are epochs, or images seen when the base sets train.eval_every_images.
+    min_resource: int = Field(1, ge=1)  # report steps before the first cut (successive halving, hyperband)
     reduction_factor: int = Field(3, ge=2)
+    report: Literal["last", "best"] = "last"  # the value reported: the latest, or the best so far
 
 
 class TuneConfig(StrictModel):
@@ -152,6 +155,12 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
                               f"(expected one of {', '.join(metrics)})")
     if tune.directions is None:
         tune.directions = [metrics[o] for o in tune.objectives]
+    if len(tune.objectives) == 1 and tune.objectives[0] in model_class(cfg.model.kind).metrics:
+        # best.pt, early stopping and the trial's result all follow the objective
+        base = {**base, "train": {**base.get("train", {}), "monitor": tune.objectives[0]}}
+    quality = [o for o in tune.objectives if o in QUALITY_METRICS and o not in cfg.eval.metrics]
+    if quality:  # objectives computed only on request: every evaluation computes them
+        base = {**base, "eval": {**base.get("eval", {}), "metrics": list(cfg.eval.metrics) + quality}}
     for key, spec in tune.space.items():
         for probe in spec.probes():
             try:

@@ -3,7 +3,8 @@ import pytest
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from genmodels.metrics.frechet import fid_from_features, frechet_distance, gaussian_stats, kid, precision_recall
+from genmodels.metrics.frechet import (fid_from_features, fid_infinity, fid_standard_error, frechet_distance,
+                                       gaussian_stats, kid, precision_recall, spread_ratio)
 
 
 @pytest.mark.parametrize("dim, n", [(64, 1000), (2048, 4000)])
@@ -61,3 +62,27 @@ def test_frechet_singular_covariance_matches_pytorch_fid():
     mu2, s2 = b.mean(0), np.cov(b, rowvar=False)
     ref = calculate_frechet_distance(mu1, s1, mu2, s2)
     assert abs(frechet_distance(mu1, s1, mu2, s2) - ref) / ref < 1e-6
+
+
+def test_fid_infinity_recovers_a_known_value():
+    """Real N(0, I), generated N(mu, I): the true FID is |mu|^2; FID at N generated samples is
+    biased upwards, the extrapolation to infinitely many is not."""
+    torch.manual_seed(0)
+    d, n = 128, 2000
+    mu = torch.full((d,), 0.25, dtype=torch.float64)
+    true = float(mu @ mu)  # 8.0
+    real_stats = (torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64))
+    fake = torch.randn(n, d, dtype=torch.float64) + mu
+    at_n = frechet_distance(*real_stats, *gaussian_stats(fake))
+    value, se = fid_infinity(real_stats, fake)
+    assert at_n - true > 1.5  # the bias (about 2 here) that FID_inf removes
+    assert abs(value - true) < 3 * se + 0.05 and abs(value - true) < abs(at_n - true) / 5
+    assert 0 < se < 0.3 and 0 < fid_standard_error(real_stats, fake) < 0.5
+
+
+def test_spread_ratio_sees_collapse():
+    torch.manual_seed(0)
+    real = torch.randn(2000, 16, dtype=torch.float64)
+    stats = gaussian_stats(real)
+    assert spread_ratio(stats, torch.randn(2000, 16, dtype=torch.float64)) == pytest.approx(1.0, abs=0.1)
+    assert spread_ratio(stats, torch.randn(2000, 16, dtype=torch.float64) * 0.01 + 3) < 0.001

@@ -15,9 +15,9 @@ LAYERS = [
     ["__main__", "cli", "study", "tune", "tune_config", "study_report"],  # commands and studies
     ["experiment"],  # the one place that assembles a run
     ["finetune", "runs"],  # a build step + a callback; reading run folders
-    ["train"],  # the loop
+    ["train", "evaluation"],  # the loop; evaluating a model on a split
     ["config", "tblog"],  # the run Config assembled from the sections below
-    ["metrics.features", "metrics.quality"],
+    ["metrics.features", "metrics.quality", "metrics.classifier", "metrics.inception", "metrics.extractor"],
     ["models.__init__", "models.base", "models.blocks", "models.vae", "models.gan"],
     ["data"],
     ["checkpoint", "optim", "metrics.__init__", "metrics.frechet", "metrics.likelihood"],

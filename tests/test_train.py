@@ -147,16 +147,16 @@ def test_nan_loss_raises(tmp_path):
         trainer.fit()
     # nothing of the diverged weights is left to look like a result
     assert not (trainer.run_dir / "metrics.json").exists() and not (trainer.run_dir / "samples.png").exists()
-    assert "train/" in json.loads((trainer.run_dir / "diverged.json").read_text())["reason"]
+    assert "train/" in json.loads((trainer.run_dir / "failed.json").read_text())["reason"]
 
 
 def test_callback_sees_each_epoch(tmp_path):
     seen = []
 
     class Recorder(Callback):
-        def on_epoch_end(self, trainer, epoch, metrics):
-            seen.append((epoch, metrics["neg_elbo"]))
-            if epoch == 2:
+        def on_evaluation(self, trainer, metrics):
+            seen.append((trainer.epoch, metrics["neg_elbo"]))
+            if trainer.epoch == 2:
                 trainer.should_stop = True
 
     build(tiny_config(tmp_path, "train.epochs=5"), callbacks=[Recorder()], quiet=True).fit()

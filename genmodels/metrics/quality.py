@@ -5,6 +5,10 @@ every number."""
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import time
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -12,10 +16,16 @@ import torch
 from pydantic import Field
 
 from genmodels.checkpoint import load_tensors, save_tensors
+from genmodels.files import exclusive
 from genmodels.data import DataConfig
 from genmodels.metrics.features import FeatureExtractor, cache_dirs, extract, load_extractor
-from genmodels.metrics.frechet import fid_from_features, kid, precision_recall
+from genmodels.metrics.frechet import (fid_infinity, fid_standard_error, frechet_distance, gaussian_stats, kid,
+                                       precision_recall, spread_ratio)
 from genmodels.schema import StrictModel
+
+
+QualityMetric = Literal["fid_inf", "kid", "precision", "recall"]
+QUALITY_METRICS: tuple[str, ...] = typing.get_args(QualityMetric)  # computed only when asked for
 
 
 class EvalConfig(StrictModel):
@@ -25,6 +35,11 @@ class EvalConfig(StrictModel):
     kid_subsets: int = Field(50, ge=1, le=10_000, description="random subsets KID averages over")
     kid_subset_size: int = Field(1000, ge=2, description="images per KID subset")
     pr_k: int = Field(3, ge=1, le=100, description="neighbours defining the precision/recall manifolds")
+    metrics: list[QualityMetric] = Field(
+        default_factory=list, description="sample-quality metrics at every held-out evaluation besides fid "
+                                          "(final reports compute them all)")
+    noise_seed: int = Field(0, ge=0, lt=2**63, description="seed of the evaluation noise: every run (and every "
+                                                          "trial of a study) is scored on the same samples' noise")
 
 
 def _fingerprint(images: torch.Tensor) -> str:
@@ -39,6 +54,7 @@ class SampleQuality:
         self.cfg, self.data, self.device, self.quiet = cfg, data, device, quiet
         self._extractor: FeatureExtractor | None = None
         self._real: dict[tuple[str, str], torch.Tensor] = {}
+        self._real_stats: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -56,34 +72,54 @@ class SampleQuality:
         return self.extractor.name
 
     def real_features(self, split: str, images: torch.Tensor) -> torch.Tensor:
+        """Features of a real split: computed once and cached on disk, under a lock, so the
+        workers of a study share one computation."""
         key = (split, _fingerprint(images))
         if key not in self._real:
             stem = f"{self.data.name}-{split}-{key[1]}-{self.name}.pt"
             dirs = cache_dirs(self.data.root, self.data.name)
-            cached = next((d / "stats" / stem for d in dirs if (d / "stats" / stem).is_file()), None)
-            if cached is not None:
-                self._real[key] = load_tensors(cached, {"features": torch.Tensor})["features"]
-            else:
-                self._real[key] = extract(self.extractor, images)
-                self._save(dirs, stem, self._real[key])
+            with exclusive(dirs[0] / "stats" / f"{stem}.lock"):
+                cached = next((d / "stats" / stem for d in dirs if (d / "stats" / stem).is_file()), None)
+                if cached is not None:
+                    self._real[key] = load_tensors(cached, {"features": torch.Tensor})["features"]
+                else:
+                    start = time.perf_counter()
+                    self._real[key] = extract(self.extractor, images)
+                    self._save(dirs, stem, self._real[key], time.perf_counter() - start)
         return self._real[key]
 
     @staticmethod
-    def _save(dirs: list[Path], stem: str, features: torch.Tensor) -> None:
+    def _save(dirs: list[Path], stem: str, features: torch.Tensor, seconds: float) -> None:
         for folder in dirs:
             try:
                 save_tensors(folder / "stats" / stem, {"features": features})
+                # One line per computation: where and when the statistics a FID used came from.
+                with open(folder / "stats" / "computed.log", "a") as log:
+                    log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {socket.gethostname()}:{os.getpid()} "
+                              f"{stem} {len(features)} images {seconds:.1f}s\n")
                 return
             except OSError:
                 continue  # read-only data root: try the next folder
 
     def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False) -> dict[str, float]:
-        """FID of fake (images in [0, 1]) against real (uint8) images of `split`; with full=True
-        also KID (mean, std) and precision/recall."""
+        """Quality of fake (images in [0, 1]) against real (uint8) images of `split`: always FID
+        (with its bootstrap standard error) and the spread ratio (collapse shows as ~0); the
+        metrics of `eval.metrics`, or with full=True all of them: FID extrapolated to infinitely
+        many samples (fid_inf), KID (unbiased), precision and recall. Each value with `<name>_se`."""
+        key = (split, _fingerprint(real))
         real_f = self.real_features(split, real)
+        if key not in self._real_stats:
+            self._real_stats[key] = gaussian_stats(real_f)
+        stats = self._real_stats[key]
         fake_f = extract(self.extractor, fake)
-        out = {"fid": fid_from_features(real_f, fake_f)}
-        if full:
-            out["kid"], out["kid_std"] = kid(real_f, fake_f, self.cfg.kid_subsets, self.cfg.kid_subset_size)
+        wanted = set(self.cfg.metrics) | (set(QUALITY_METRICS) if full else set())
+        out = {"fid": frechet_distance(*stats, *gaussian_stats(fake_f)), "fid_se": fid_standard_error(stats, fake_f),
+               "spread": spread_ratio(stats, fake_f)}
+        if "fid_inf" in wanted:
+            out["fid_inf"], out["fid_inf_se"] = fid_infinity(stats, fake_f)
+        if "kid" in wanted:
+            mean, std = kid(real_f, fake_f, self.cfg.kid_subsets, self.cfg.kid_subset_size)
+            out["kid"], out["kid_se"] = mean, std / self.cfg.kid_subsets ** 0.5
+        if wanted & {"precision", "recall"}:
             out["precision"], out["recall"] = precision_recall(real_f, fake_f, self.cfg.pr_k)
         return out

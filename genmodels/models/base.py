@@ -142,6 +142,11 @@ class GenerativeModel(nn.Module, ABC):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n images in [0, 1], shape (n, C, H, W)."""
 
+    def failed(self, metrics: dict[str, float], evaluations: int) -> str | None:
+        """Why the run is beyond saving, judging by the held-out `metrics` of its
+        `evaluations`-th evaluation; None while it is fine (the default)."""
+        return None
+
     @torch.no_grad()
     def image_grids(self, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Images for TensorBoard, by name. Same generator state -> same noise every epoch."""

@@ -37,6 +37,8 @@ class GANConfig(ModelSection):
     lr_d: float | None = Field(None, gt=0.0, description="discriminator learning rate (default: optim.lr)")
     betas_g: tuple[float, float] | None = Field(None, description="generator Adam betas (default: optim.betas)")
     betas_d: tuple[float, float] | None = Field(None, description="discriminator Adam betas (default: optim.betas)")
+    judge_after: int = Field(1000, ge=0, description="generator updates before a run can be called failed "
+                                                     "(collapsed, or its discriminator wins outright)")
 
     _betas = field_validator("betas_g", "betas_d")(check_betas)
 
@@ -60,9 +62,9 @@ def dcgan_init(module: nn.Module) -> None:
 class GAN(GenerativeModel):
     Config = GANConfig
     # d_loss: the discriminator's loss on held-out images; higher means it tells them from the
-    # generator's less well.
-    metrics = {"fid": "minimize", "kid": "minimize", "precision": "maximize", "recall": "maximize",
-               "d_loss": "maximize"}
+    # generator's less well. fid_inf: FID extrapolated to infinitely many samples.
+    metrics = {"fid": "minimize", "fid_inf": "minimize", "kid": "minimize", "precision": "maximize",
+               "recall": "maximize", "d_loss": "maximize"}
     monitor = "fid"
 
     def __init__(
@@ -81,6 +83,7 @@ class GAN(GenerativeModel):
         lr_d: float | None = None,
         betas_g: tuple[float, float] | None = None,
         betas_d: tuple[float, float] | None = None,
+        judge_after: int = 1000,
     ):
         super().__init__()
         if loss not in ("ns", "hinge", "wgan-gp"):
@@ -90,6 +93,7 @@ class GAN(GenerativeModel):
         self.latent_dim = latent_dim
         self.loss, self.n_critic, self.gp_weight, self.ema_decay = loss, n_critic, gp_weight, ema
         self.lr_g, self.lr_d, self.betas_g, self.betas_d = lr_g, lr_d, betas_g, betas_d
+        self.judge_after = judge_after
         if arch == "mlp":
             d = c * h * w
             self.generator = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d], norm=True),
@@ -107,6 +111,7 @@ class GAN(GenerativeModel):
         # (Yazici et al. 2019); it is what sample() and evaluation use when enabled.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None
         self.register_buffer("d_updates", torch.zeros((), dtype=torch.long))
+        self._d_steps: int | None = None
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {
@@ -139,42 +144,55 @@ class GAN(GenerativeModel):
     # --- one training step: a critic update, and every n_critic-th time a generator update ----
 
     def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
+        if self._d_steps is None:  # once after construction or loading: the step count as a Python int
+            self._d_steps = int(self.d_updates)
         real = to_unit(batch) * 2 - 1  # the generator's tanh range
+        g_turn = (self._d_steps + 1) % self.n_critic == 0  # a generator update follows this critic update
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
         with update.autocast():
-            fake = self.generator(z).detach()
-            d_real, d_fake = self.discriminator(real).float(), self.discriminator(fake).float()
+            # One generator pass serves both updates, as in pytorch/examples' DCGAN: the critic
+            # trains on it detached, the generator through it.
+            with torch.set_grad_enabled(g_turn):
+                fake = self.generator(z)
+            # Real and fake in one critic pass: one spectral-norm power iteration, one larger matmul.
+            d_real, d_fake = self.discriminator(torch.cat([real, fake.detach()])).float().split(len(real))
             d_loss = self.d_loss(d_real, d_fake)
         if self.loss == "wgan-gp":
-            d_loss = d_loss + self.gp_weight * self.gradient_penalty(real, fake.float())
+            d_loss = d_loss + self.gp_weight * self.gradient_penalty(real, fake.detach().float())
         update.step("d", d_loss)
-        self.d_updates += 1
+        self.d_updates += 1  # stays on the device; the Python count decides the schedule
+        self._d_steps += 1
         out = {"d_loss": d_loss.detach(), "d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
-
-        if int(self.d_updates) % self.n_critic == 0:
+        if g_turn:
             # No D gradients are needed for G's step. Only the parameters that train are switched
             # back on afterwards: layers frozen for fine-tuning stay frozen.
             d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
             for p in d_params:
                 p.requires_grad_(False)
-            z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
             with update.autocast():
-                g_loss = self.g_loss(self.discriminator(self.generator(z)).float())
+                g_loss = self.g_loss(self.discriminator(fake).float())
             update.step("g", g_loss)
             for p in d_params:
                 p.requires_grad_(True)
-            self._update_ema()
+            self._update_ema(self._d_steps // self.n_critic)
             out["g_loss"] = g_loss.detach()
         return out
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, g_steps: int) -> None:
+        """Move the average towards the generator. The decay starts low and rises to `ema`
+        ((1 + t) / (10 + t) after t updates, as TensorFlow's ExponentialMovingAverage does): a
+        fixed 0.999 would still average in the first, useless generators after thousands of steps."""
         if self.generator_ema is None:
             return
-        for p_ema, p in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            p_ema.lerp_(p, 1.0 - self.ema_decay)
+        decay = min(self.ema_decay, (1 + g_steps) / (10 + g_steps))
+        torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1.0 - decay)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        self._d_steps = None  # re-read from the loaded d_updates at the next step
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # --- sampling and evaluation -------------------------------------------------------------
 
@@ -193,18 +211,39 @@ class GAN(GenerativeModel):
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[torch.Tensor], ctx: EvalContext) -> dict[str, float]:
-        """FID of ctx.fid_samples generated images against the whole split (and with ctx.full,
-        KID and precision/recall), through the scorer's feature extractor; and the
-        discriminator loss on the split's real images."""
+        """Sample quality of ctx.fid_samples generated images against the whole split (FID and
+        the scorer's other metrics, through its feature extractor); and how well the
+        discriminator tells the split's real images from the same fakes: its loss and d_auc,
+        the chance that it scores a real image above a generated one."""
         if ctx.scorer is None:
             raise ValueError("GAN evaluation needs a sample scorer (FID) in the evaluation context")
         real = torch.cat(list(batches))
         fake = self.sample(ctx.fid_samples, ctx.generator)
         metrics = ctx.scorer.score(ctx.split, real, fake, full=ctx.full)
-        # The discriminator's loss on held-out real images (and the same fakes): beside
-        # epoch_train/d_loss it shows the discriminator overfitting its training images.
+        # Beside epoch_train/d_loss, the held-out loss shows the discriminator overfitting its
+        # training images.
         n = min(len(real), len(fake))
         d_real = torch.cat([self.discriminator(to_unit(b) * 2 - 1).float() for b in real[:n].split(1000)])
         d_fake = torch.cat([self.discriminator(f * 2 - 1).float() for f in fake[:n].split(1000)])
         metrics["d_loss"] = float(self.d_loss(d_real, d_fake))
+        scores = torch.cat([d_real.flatten(), d_fake.flatten()]).double()
+        ranks = scores.argsort().argsort().double() + 1  # ties are measure-zero for float logits
+        metrics["d_auc"] = float((ranks[:n].sum() - n * (n + 1) / 2) / (n * n))
         return metrics
+
+    def failed(self, metrics: dict[str, float], evaluations: int) -> str | None:
+        """A GAN beyond saving: near-identical samples (mode collapse), no coverage of the real
+        images at all, or a discriminator that tells every real image from every fake one (the
+        generator then learns nothing). Judged only after `judge_after` generator updates: a
+        young generator's samples are all alike, and any discriminator beats it."""
+        g_steps = (self._d_steps if self._d_steps is not None else int(self.d_updates)) // self.n_critic
+        if g_steps < self.judge_after or evaluations < 2:
+            return None
+        if metrics.get("spread", 1.0) < 0.05:
+            return f"collapsed: the samples are near-identical (spread {metrics['spread']:.3f} of the real images')"
+        if metrics.get("recall", 1.0) < 0.005 and evaluations >= 3:
+            return f"collapsed: the samples cover none of the real images (recall {metrics['recall']:.4f})"
+        if metrics.get("d_auc", 0.0) > 0.999:
+            return (f"the discriminator wins outright: it ranks every held-out real image above every sample "
+                    f"(d_auc {metrics['d_auc']:.4f})")
+        return None

@@ -1,0 +1,94 @@
+"""GAN training throughput: the pytorch/examples DCGAN loop vs `genmodels train`, same nets, same
+images, side by side in one process.
+
+Both train genmodels' DCGAN networks (2 blocks, 64/128 channels, latent 100) with the
+non-saturating loss, Adam 2e-4 / beta1 0.5, batch 64, no spectral norm, no EMA, for --images
+Fashion-MNIST training images, each timed end to end: the examples loop from building its
+dataset (benchmarks/examples_dcgan.py: DataLoader with main.py's default 2 workers, and with 0
+workers as a second, stronger baseline on a 2-core machine); genmodels from `build` (data
+loading) through `fit`, which includes its held-out evaluation (FID of 5,000 samples, the
+feature classifier loaded beforehand) and checkpoints. Rounds alternate their order. Writes
+benchmarks/results/gan_throughput.json.
+
+    GENMODELS_DATA=../shared/datasets python benchmarks/gan_throughput.py [--images 19200] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import examples_dcgan
+from common import torchvision_root, write_result
+from genmodels.config import Config
+from genmodels.experiment import build
+from genmodels.runtime import setup_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def genmodels_config(runs: Path, data_root: Path, images: int) -> Config:
+    """experiments/dcgan_fashion.yaml's networks and optimiser, with the examples' loss and
+    without spectral norm or EMA, for `images` training images."""
+    return Config.model_validate({
+        "name": "throughput", "data": {"name": "fashion-mnist", "root": str(data_root)},
+        "model": {"kind": "gan", "arch": "dcgan", "n_layers": 2, "hidden": 64, "latent_dim": 100, "loss": "ns"},
+        "optim": {"lr": 2e-4, "betas": [0.5, 0.999]},
+        "train": {"epochs": 100, "batch_size": 64, "max_images": images},
+        "eval": {"fid_samples": 5000}, "log": {"runs_dir": str(runs), "n_images": 64},
+    })
+
+
+def genmodels_run(cfg: Config) -> float:
+    start = time.perf_counter()
+    trainer = build(cfg, quiet=True, run_dir=Path(cfg.log.runs_dir) / f"run-{time.monotonic_ns()}")
+    trainer.fit()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=19_200, help="training images per run (300 steps)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    setup_process()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        tv_root = torchvision_root(tmp / "tv")
+        cfg = genmodels_config(tmp / "runs", tv_root, args.images)
+        build(cfg, quiet=True).scorer.extractor  # the feature classifier: trained once, not timed
+        variants = {
+            "examples (2 workers)": lambda r: examples_dcgan.train(tv_root, args.images, r, tmp / "ex", workers=2)[1],
+            "examples (0 workers)": lambda r: examples_dcgan.train(tv_root, args.images, r, tmp / "ex", workers=0)[1],
+            "genmodels": lambda r: genmodels_run(cfg),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        for r in range(args.rounds):
+            for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+                seconds = variants[name](r)
+                rates[name].append(args.images / seconds)
+                print(f"round {r + 1}/{args.rounds}  {name:<22} {args.images} images in {seconds:6.1f}s "
+                      f"= {args.images / seconds:6.0f} images/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratios = {k: med["genmodels"] / v for k, v in med.items() if k != "genmodels"}
+    print()
+    for name, value in med.items():
+        print(f"{name:<22}: {value:6.0f} images/s")
+    for name, ratio in ratios.items():
+        print(f"genmodels over {name}: {ratio:.2f}x")
+    write_result("gan_throughput", {
+        "images_per_run": args.images, "rounds": args.rounds, "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+        "images_per_s": {k: round(v, 1) for k, v in med.items()},
+        "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ratio_genmodels_over": {k: round(v, 3) for k, v in ratios.items()}, "target_ratio": 2.0,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ export GENMODELS_DATA
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,postgres]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -33,13 +33,13 @@ def networks(seed: int, hidden: int = 64, latent_dim: int = 100) -> GAN:
     return GAN((1, 28, 28), arch="dcgan", n_layers=2, hidden=hidden, latent_dim=latent_dim, loss="ns")
 
 
-def train(root: Path, images: int, seed: int, out: Path, workers: int = 2, batch_size: int = 64,
+def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, batch_size: int = 64,
           device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
     """Train for `images` training images the main.py way; the generator and the wall time
     (dataset set-up included)."""
     start = time.perf_counter()
     log = io.StringIO()  # main.py prints these lines; kept off the benchmark's output
-    out.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     dataset = datasets.FashionMNIST(str(root), train=True, download=False, transform=transforms.Compose(
         [transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
@@ -77,14 +77,14 @@ def train(root: Path, images: int, seed: int, out: Path, workers: int = 2, batch
             print(f"[{epoch}][{i}/{len(loader)}] Loss_D: {(err_d_real + err_d_fake).item():.4f} "
                   f"Loss_G: {err_g.item():.4f} D(x): {d_x:.4f} D(G(z)): {d_g_z1:.4f} / {d_g_z2:.4f}", file=log)
             if i % 100 == 0:
-                save_image(real, out / "real_samples.png", normalize=True)
+                save_image(real, out_dir / "real_samples.png", normalize=True)
                 with torch.no_grad():
-                    save_image(net_g(fixed_noise).detach(), out / f"fake_samples_epoch_{epoch:03d}.png", normalize=True)
+                    save_image(net_g(fixed_noise).detach(), out_dir / f"fake_samples_epoch_{epoch:03d}.png", normalize=True)
             done += b
             if done >= images:
                 break
-        torch.save(net_g.state_dict(), out / f"netG_epoch_{epoch}.pth")
-        torch.save(net_d.state_dict(), out / f"netD_epoch_{epoch}.pth")
+        torch.save(net_g.state_dict(), out_dir / f"netG_epoch_{epoch}.pth")
+        torch.save(net_d.state_dict(), out_dir / f"netD_epoch_{epoch}.pth")
         epoch += 1
     return net_g, time.perf_counter() - start
 

@@ -13,6 +13,7 @@ import torch
 import yaml
 from torchvision.utils import save_image
 
+from genmodels import distributed
 from genmodels.config import load_config
 from genmodels.errors import Interrupted, UserError
 from genmodels.experiment import build, evaluate_run
@@ -57,16 +58,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
     trainer = build(cfg, quiet=args.quiet, resume=args.resume)
+    if not distributed.is_main():  # under torchrun rank 0 speaks for the run
+        trainer.fit()
+        return 0
     for cb in trainer.callbacks:
         if isinstance(cb, FineTuning):
             print(cb.summary())
     result = trainer.fit()
-    print(f"run: {run_dir}  device: {result['device']}  epochs: {result['epochs']}  "
+    processes = f"  processes: {result['processes']}" if result["processes"] > 1 else ""
+    print(f"run: {run_dir}  device: {result['device']}{processes}  epochs: {result['epochs']}  "
           f"time: {result['train_seconds']:.1f}s" + (f"  ({result['stop_reason']})" if result["stop_reason"] else ""))
     print(f"held-out metrics (nats per image where applicable), epoch {result['epochs']}:")
     print(_format_metrics(result["heldout"]))
     if result["best"]:
-        print(f"best heldout/{result['monitor']}: {result['best']['value']:.4f} at epoch {result['best']['epoch']}")
+        print(f"best heldout/{result['monitor']}: {result['best']['value']:.4f} at epoch {result['best']['epoch']:g}")
     print(f"view the curves: tensorboard --logdir {cfg.log.runs_dir}")
     return 0
 
@@ -122,11 +127,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.n_trials:
         overrides.append(f"n_trials={args.n_trials}")
     try:
-        study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet)
+        devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
+        study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet, devices)
     except KeyboardInterrupt as exc:
         print("genmodels: interrupted: running trials saved their state and are queued again; rerun the same "
               "command to resume the study", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Interrupted) else 130
+    if study is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
     retrained = None
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if (args.retrain_best or tune.retrain_best) and complete and len(tune.objectives) == 1:
@@ -189,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override a tuning field, e.g. --set n_trials=50 sampler.name=random")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<runs_dir>/<study>/study.db)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study")
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (default: 1)")
+    p.add_argument("--devices", metavar="0,1,...", help="GPU indices: worker i trains on device i mod their number")
     p.add_argument("--n-trials", type=int, help="total trials the study should hold")
     p.add_argument("--retrain-best", action="store_true", help="train the best config on train+held-out, report test")
     p.add_argument("--quiet", action="store_true")
@@ -221,15 +230,19 @@ def main(argv: list[str] | None = None) -> int:
     setup_process()  # before torch starts its worker threads, so they inherit it
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    who = f"genmodels[rank {distributed.rank_from_env()}]" if distributed.launched() else "genmodels"
     try:
+        distributed.init_from_env()  # under torchrun: join the other processes of the run
         return func(args)
     except UserError as exc:
-        print(f"genmodels: error: {exc}", file=sys.stderr)
+        print(f"{who}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # the Trainer has said what it saved; elsewhere nothing was lost
         if not isinstance(exc, Interrupted):
             print("genmodels: interrupted", file=sys.stderr)
         return exc.exit_code if isinstance(exc, Interrupted) else 130
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ no constructor changes process state behind its caller's back.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator
@@ -29,9 +30,17 @@ def flush_denormals() -> bool:
     return torch.set_flush_denormal(True)
 
 
-def setup_process() -> None:
-    """What every entry point does before torch starts its worker threads."""
+def setup_process(threads: int | None = None) -> None:
+    """What every entry point does before torch starts its worker threads; `threads` caps torch's
+    (the workers of a study share the machine's cores instead of each taking all of them)."""
     flush_denormals()
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def threads_per_process(processes: int) -> int:
+    """This machine's cores shared out between `processes` processes (at least one each)."""
+    return max(1, (os.cpu_count() or 1) // processes)
 
 
 def pick_device(name: str = "auto") -> torch.device:

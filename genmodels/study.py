@@ -21,14 +21,18 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
+import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
 
 from genmodels.config import Config
 from genmodels.errors import Interrupted, UserError
-from genmodels.runtime import setup_process, signals_interrupt
+from genmodels.runtime import setup_process, signals_interrupt, threads_per_process
 from genmodels.schema import validate
-from genmodels.tune import Objective, counts_towards_n_trials
+from genmodels import distributed
+from genmodels.tune import Objective, counts_towards_n_trials, follow
 from genmodels.tune_config import TuneConfig, load_tune_config
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
@@ -91,6 +95,13 @@ def _safe_url(url: str) -> str:
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """The study's RDB storage with heartbeats and stale-trial retries, connected now: an
     unreachable server, bad credentials or a missing driver is one line before any trial runs."""
+    try:  # the URL and its driver first: a missing driver is named, not hidden in Optuna's message
+        make_url(url).get_dialect().import_dbapi()
+    except ModuleNotFoundError as exc:
+        raise UserError(f"--storage {_safe_url(url)}: the database driver is not installed ({exc.name}); "
+                        f"for PostgreSQL: pip install 'genmodels[postgres]'") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise UserError(f"--storage {_safe_url(url)}: not a database URL ({str(exc).splitlines()[0]})") from None
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several worker processes share one SQLite file: wait for its lock instead of failing.
@@ -171,36 +182,49 @@ def _alive(pid: int) -> bool:
 # --- a worker ----------------------------------------------------------------------------------
 
 
-def optimize(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
+def optimize(study: optuna.Study | None, tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
     """Run trials until the study holds n_trials finished ones (or the timeout passes).
 
     One trial at a time: before each, trials of dead workers are failed and queued again, and
     when the remaining trials are all running elsewhere this worker waits for them, so a retry
-    after a crash is picked up and the study ends with exactly n_trials finished trials.
+    after a crash is picked up and the study ends with exactly n_trials finished trials. Under
+    torchrun only rank 0 has the study; the other ranks train the trials it announces.
     """
+    if not distributed.is_main():
+        follow(tune, base, quiet)
+        return
     objective = Objective(tune, base, quiet)
     start = time.monotonic()
     with signals_interrupt():
-        while tune.timeout is None or time.monotonic() - start < tune.timeout:
-            fail_dead_local_trials(study)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            if finished(trials) >= tune.trial_budget():
-                return
-            queued = [t for t in trials if t.state == TrialState.WAITING]
-            if sum(counts_towards_n_trials(t) for t in trials) >= tune.trial_budget() and not queued:
-                time.sleep(POLL)  # the rest are running in other workers: wait for them, or their retries
-                continue
-            study.optimize(objective, n_trials=1, catch=(Exception,))
-            if objective.interrupted is not None:
-                raise objective.interrupted
+        _trials(study, tune, objective, start)
+    # Under torchrun: the other ranks are done too. (Should rank 0 fail instead, torchrun ends them.)
+    distributed.broadcast(None)
 
 
-def run_worker(config_path: str, overrides: list[str], storage: str | None, index: int, quiet: bool = True) -> None:
+def _trials(study: optuna.Study, tune: TuneConfig, objective: Objective, start: float) -> None:
+    while tune.timeout is None or time.monotonic() - start < tune.timeout:
+        fail_dead_local_trials(study)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if finished(trials) >= tune.trial_budget():
+            return
+        queued = [t for t in trials if t.state == TrialState.WAITING]
+        if sum(counts_towards_n_trials(t) for t in trials) >= tune.trial_budget() and not queued:
+            time.sleep(POLL)  # the rest are running in other workers: wait for them, or their retries
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        if objective.interrupted is not None:
+            raise objective.interrupted
+
+
+def run_worker(config_path: str, overrides: list[str], storage: str | None, index: int, threads: int,
+               device: str | None = None, quiet: bool = True) -> None:
     """A worker process: opens the study and runs trials; ends when its parent does."""
-    setup_process()  # a spawned interpreter starts without it
+    if device is not None:  # before anything touches CUDA: this worker sees its own GPU only
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    setup_process(threads)  # a spawned interpreter starts without it
     _exit_with_parent(os.getppid())
     tune, base = load_tune_config(config_path, overrides)
     max_epochs = validate(Config, base, config_path).train.epochs
@@ -221,17 +245,37 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def tune_study(config_path: str, overrides: list[str] | None = None, storage: str | None = None,
-               workers: int = 1, quiet: bool = False) -> tuple[optuna.Study, TuneConfig, dict[str, Any]]:
-    """Create or resume the study and run trials until it holds n_trials, using `workers` processes."""
+               workers: int = 1, quiet: bool = False, devices: list[str] | None = None
+               ) -> tuple[optuna.Study | None, TuneConfig, dict[str, Any]]:
+    """Create or resume the study and run trials until it holds n_trials, using `workers` processes
+    (worker i on GPU devices[i % len(devices)] when devices are given)."""
     overrides = overrides or []
+    if devices and not torch.cuda.is_available():
+        raise UserError(f"--devices {','.join(devices)}: no CUDA device is available here")
+    if devices and any(not d.isdigit() or int(d) >= torch.cuda.device_count() for d in devices):
+        raise UserError(f"--devices {','.join(devices)}: expected GPU indices below {torch.cuda.device_count()}")
     tune, base = load_tune_config(config_path, overrides)
+    if distributed.world_size() > 1 and workers > 1:
+        raise UserError("--workers: under torchrun each trial already spans the launched processes; use one or the other")
+    if distributed.world_size() > 1 and tune.cv_folds:
+        raise UserError("cv_folds: cross-validated trials run as one process each; use --workers instead of torchrun")
+    if not distributed.is_main():  # under torchrun rank 0 owns the study; this rank trains its trials
+        follow(tune, base, quiet)
+        return None, tune, base
     max_epochs = validate(Config, base, config_path).train.epochs
     study = open_study(tune, storage, max_epochs, worker=0)
     procs = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
+    threads = threads_per_process(workers)
+    if workers > 1:  # N processes with all cores' threads each would fight over the cores
+        torch.set_num_threads(threads)
+    if devices:
+        torch.cuda.set_device(int(devices[0]))
     try:
         for index in range(1, workers):
-            procs.append(ctx.Process(target=run_worker, args=(str(config_path), overrides, storage, index, True)))
+            device = devices[index % len(devices)] if devices else None
+            procs.append(ctx.Process(target=run_worker, args=(str(config_path), overrides, storage, index,
+                                                              threads, device, True)))
             procs[-1].start()
         optimize(study, tune, base, quiet)
         for p in procs:

@@ -18,16 +18,16 @@ from genmodels.tune_config import TuneConfig, with_params
 def _save_plot(make, path: Path) -> str | None:
     """Draw one Optuna plot to PNG; a plot the study cannot support yet (e.g. importances with one
     finished trial) is skipped with the reason instead of failing the report."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental; tight_layout may demur
+        try:
             result = make()
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-        return f"{path.name}: skipped ({exc})"
-    ax = result.flatten()[0] if hasattr(result, "flatten") else result
-    fig = ax.figure
-    fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
-    fig.tight_layout()
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            return f"{path.name}: skipped ({exc})"
+        ax = result.flatten()[0] if hasattr(result, "flatten") else result
+        fig = ax.figure
+        fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 4.5))
+        fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return None
@@ -52,7 +52,7 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
         best_trials = [study.best_trial] if single else study.best_trials
         for t in best_trials:
             cfg_name = "best_config.yaml" if single else f"best_config_trial-{t.number:04d}.yaml"
-            cfg = with_params(base, t.params, f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
+            cfg = with_params(base, t.params, tune=tune, name=f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
             write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
         summary["best"] = [{"trial": t.number, "values": t.values, "params": t.params,
                             "run_dir": t.user_attrs.get("run_dir")} for t in best_trials]
@@ -113,7 +113,7 @@ def _markdown(study: optuna.Study, tune: TuneConfig, summary: dict[str, Any], be
     if "retrained" in summary:
         r = summary["retrained"]
         lines += ["", "## Best config retrained on the whole training split, scored on the test split", "",
-                  f"trial {r['trial']}, {r['epochs']} epochs, {r['train_images']} images: "
+                  f"trial {r['trial']}, {r['images']:,} training images seen of {r['train_images']:,}: "
                   + ", ".join(f"{k} = {v:.4f}" for k, v in r["test"].items())
                   + (f" (features: {r['features']})" if r.get("features") else "")]
     plots = sorted(p.name for p in tune.study_dir().glob("*.png"))

@@ -1,6 +1,10 @@
 """The shared training loop. It knows the model contract (models/base.py) and nothing about model
 families, fine-tuning, datasets or feature extractors: `genmodels.experiment` assembles those.
 
+Under torchrun each process trains on its own share of every batch (train.batch_size is the
+global batch), gradients are averaged over processes at every optimizer step, rank 0 evaluates
+and writes, and its decisions (stop, prune) reach every rank.
+
     trainer = experiment.build(load_config("experiments/vae_mnist.yaml"))
     result = trainer.fit()
 """
@@ -9,27 +13,22 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import yaml
 from pydantic import BaseModel
-from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import save_image
-from tqdm.auto import tqdm
 
+from genmodels import distributed as dist
 from genmodels.checkpoint import RunCheckpoint, load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
 from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError, RunFailed
 from genmodels.evaluation import eval_context, evaluate_split, progress
-from genmodels.files import atomic_write, write_json, write_text
 from genmodels.models.base import GenerativeModel, SampleScorer, Updater
+from genmodels.recorder import RunRecorder
 from genmodels.runtime import SignalFlag, pick_device, signals_deferred
-from genmodels.tblog import grid, log_hparams
 
 
 class Callback:
@@ -47,6 +46,10 @@ class Callback:
         checkpoint."""
 
 
+class RunStopped(Exception):
+    """Rank 0 ended the run (a callback raised there, e.g. the pruner); the other ranks stop too."""
+
+
 class Trainer:
     def __init__(
         self,
@@ -61,8 +64,12 @@ class Trainer:
         if cfg.model is None:
             raise ConfigError("model: the config has no model section (genmodels.experiment.build fills it in "
                               "from a fine-tuning source)")
+        self.rank, self.world = dist.rank(), dist.world_size()
+        if cfg.train.batch_size % self.world:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is the global batch; it must divide "
+                              f"evenly over {self.world} processes")
         self.cfg = cfg
-        self.device = pick_device(cfg.train.device)
+        self.device = pick_device(dist.device_name(cfg.train.device))
         self.data = data
         self.model = model.to(self.device)
         self.monitor = cfg.train.monitor or model.monitor
@@ -73,13 +80,14 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else cfg.run_dir()
         self.scorer = scorer
         self.quiet = quiet
+        self.recorder = RunRecorder(self.run_dir, cfg, enabled=dist.is_main(), quiet=quiet)
         self.optimizers = self.model.configure_optimizers(cfg.optim)
         self.updater = Updater(self.optimizers, self.device, cfg.train.precision, cfg.train.grad_clip)
-        self.shuffle = torch.Generator().manual_seed(cfg.seed + 1)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed + 1)  # the same data order on every rank
         # Progress, all of it saved in checkpoints.
         self.epoch = 0  # completed epochs
         self.step = 0  # completed training steps (training_step calls)
-        self.images_seen = 0
+        self.images_seen = 0  # over all ranks
         self.batch_index = 0  # within the current epoch
         self.perm: torch.Tensor | None = None  # the current epoch's order
         self.best: dict[str, Any] | None = None  # {"epoch", "step", "images", "value", "metrics"}
@@ -92,21 +100,22 @@ class Trainer:
         # per loss per step costs more, and reading a value back stalls a GPU.
         self._window: dict[str, list[torch.Tensor]] = {}
         self._since_eval: dict[str, tuple[float, int]] = {}
-        self._layout_written = False
         self._signal = SignalFlag()
         self._failed = False
         self._resume_rng: dict[str, Any] | None = None
-        self._writer: SummaryWriter | None = None
 
     # --- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self) -> RunCheckpoint:
+        rng = rng_state(self.shuffle)
+        if self.world > 1:  # every rank's own noise stream, for an exact resume on as many ranks
+            rng["ranks"] = dist.gather(torch.get_rng_state())
         return RunCheckpoint(
             kind=self.cfg.model.kind, config=self.cfg.to_dict(), image_shape=self.data.image_shape,
             model=self.model.state_dict(),
             optimizers={k: o.state_dict() for k, o in self.optimizers.items()},
             scalers={k: s.state_dict() for k, s in self.updater.scalers.items()},
-            rng=rng_state(self.shuffle), epoch=self.epoch, step=self.step, batch_index=self.batch_index,
+            rng=rng, epoch=self.epoch, step=self.step, batch_index=self.batch_index,
             perm=self.perm, best=self.best, bad_epochs=self.bad_evaluations, history=self.history,
             stop_reason=self.stop_reason, images_seen=self.images_seen,
         )
@@ -126,7 +135,10 @@ class Trainer:
         for name, scaler in self.updater.scalers.items():
             scaler.load_state_dict(ckpt.scalers.get(name, {}))
         self.shuffle.set_state(ckpt.rng["shuffle"].cpu())
-        self._resume_rng = ckpt.rng  # the global streams are set when fit starts, inside its own RNG scope
+        ranks = ckpt.rng.get("ranks")
+        own_stream = ranks[self.rank] if ranks is not None and len(ranks) == self.world else ckpt.rng["torch"]
+        # The global streams are set when fit starts, inside its own RNG scope.
+        self._resume_rng = {**ckpt.rng, "torch": own_stream}
         self.epoch, self.step, self.batch_index = ckpt.epoch, ckpt.step, ckpt.batch_index
         self.perm, self.images_seen = ckpt.perm, ckpt.images_seen
         self.best, self.bad_evaluations, self.history = ckpt.best, ckpt.bad_epochs, ckpt.history
@@ -135,9 +147,12 @@ class Trainer:
         self.should_stop = bool(self.stop_reason)
 
     def save(self, name: str = "last.pt", *also: str) -> Path:
-        """Checkpoint the full training state to run_dir/name, and to run_dir/<also> (copies)."""
+        """Checkpoint the full training state to run_dir/name, and to run_dir/<also> (copies).
+        Under torchrun every rank takes part (their noise streams go in) and rank 0 writes."""
         path = self.run_dir / name
-        save_checkpoint(path, self.checkpoint(), *(self.run_dir / n for n in also))
+        ckpt = self.checkpoint()
+        if dist.is_main():
+            save_checkpoint(path, ckpt, *(self.run_dir / n for n in also))
         return path
 
     # --- the loop ----------------------------------------------------------------------------
@@ -150,7 +165,6 @@ class Trainer:
         training had never stopped. The caller's global RNG is left as it was: training draws
         from its own stream.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume and self._resume_rng is None:
             last = self.run_dir / "last.pt"
             self.restore(load_checkpoint(last, self.device), str(last))
@@ -159,15 +173,13 @@ class Trainer:
             if self._resume_rng is not None:
                 set_rng_state(self._resume_rng, self.shuffle)
             else:
-                # The global RNG drives e.g. the VAE's reparameterisation noise.
-                torch.manual_seed(self.cfg.seed)
+                # The global RNG drives e.g. the VAE's reparameterisation noise: each rank its own.
+                torch.manual_seed(self.cfg.seed + 1000 * self.rank)
+            dist.sync_module(self.model)  # every rank starts from rank 0's weights
             return self._fit(resumed=self._resume_rng is not None)
 
     def _fit(self, resumed: bool) -> dict[str, Any]:
-        write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        # purge_step drops events a crashed run wrote after its last checkpoint (those at the
-        # checkpoint's own step were written before it and stay).
-        self._writer = SummaryWriter(str(self.run_dir), purge_step=self.step + 1 if resumed else None)
+        self.recorder.open(self.step if resumed else None)
         start = time.perf_counter()
         try:
             with signals_deferred() as self._signal:
@@ -180,19 +192,19 @@ class Trainer:
         except Interrupted as exc:
             self.save()
             what = "interrupted" if exc.signum == signal.SIGINT else f"stopped by signal {exc.signum}"
-            self._log(f"{what} at epoch {self.epoch + 1}, step {self.step}; saved {self.run_dir / 'last.pt'}; "
-                      f"continue with --resume")
+            self.recorder.log(f"{what} at epoch {self.epoch + 1}, step {self.step}; saved {self.run_dir / 'last.pt'}; "
+                              f"continue with --resume")
             raise
         except RunFailed as exc:
             # No checkpoint, metrics or samples of the failed weights: last.pt and best.pt keep
             # the last good state, and the reason goes where a reader of the run looks.
             self.stop_reason, self._failed = str(exc), True
-            write_json(self.run_dir / "failed.json", {"reason": str(exc), "epoch": self.epoch, "step": self.step,
-                                                      "images": self.images_seen})
+            self.recorder.failed({"reason": str(exc), "epoch": self.epoch, "step": self.step,
+                                  "images": self.images_seen})
             raise
         finally:
             result = self._finish(time.perf_counter() - start)
-            self._writer.close()
+            self.recorder.close()
         return result
 
     def _done(self) -> bool:
@@ -210,23 +222,26 @@ class Trainer:
         if self.perm is None:
             self.perm = torch.randperm(train.shape[0], generator=self.shuffle)
         perm = self.perm.to(self.device)
-        n_batches = math.ceil(train.shape[0] / bs)
+        # Under torchrun a final batch too small to give every rank an image is left out.
+        n_batches = len(train) // bs + (len(train) % bs >= self.world)
         self._start_training()
-        bar = progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.quiet, self.batch_index)
+        bar = progress(n_batches, f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", self.quiet or self.rank > 0,
+                       self.batch_index)
         try:
             while self.batch_index < n_batches and not self._done():
-                idx = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
+                batch = perm[self.batch_index * bs : (self.batch_index + 1) * bs]
+                idx = batch.tensor_split(self.world)[self.rank]  # this rank's share
                 losses = self.model.training_step(take(train, idx), self.updater)
                 self.step += 1
                 self.batch_index += 1
-                self.images_seen += len(idx)
+                self.images_seen += len(batch)
                 for k, v in losses.items():
                     self._window.setdefault(k, []).append(v)
                 if self.step % self.cfg.train.log_every == 0:
                     bar.set_postfix(self._flush(), refresh=False)
                 bar.update()
-                if self._signal.signum is not None:  # Ctrl-C or SIGTERM: stop after this step, saved
-                    raise Interrupted(self._signal.signum)
+                if dist.any_rank(self._signal.signum is not None):  # Ctrl-C or SIGTERM: stop after this step, saved
+                    raise Interrupted(self._signal.signum or signal.SIGTERM)
                 if self._evaluation_due():
                     self._flush()
                     self._evaluation()
@@ -246,8 +261,8 @@ class Trainer:
             cb.on_train_epoch_start(self)
 
     def _flush(self) -> dict[str, float]:
-        """Log each loss's mean over the window as train/<k> and add the window to the sums since
-        the last evaluation."""
+        """Log each loss's mean over the window as train/<k> (rank 0's) and add the window to the
+        sums since the last evaluation."""
         window, self._window = self._window, {}
         if not window:
             return {}
@@ -260,8 +275,7 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(f"training diverged: train/{bad[0]} = {values[bad[0]]} at step {self.step} "
                                      f"(lower optim.lr or set train.grad_clip)")
-        for k, v in values.items():
-            self._writer.add_scalar(f"train/{k}", v, self.step)
+        self.recorder.scalars("train", values, self.step)
         return values
 
     def evaluate(self, split: str = "heldout", full: bool = False, options: BaseModel | None = None
@@ -274,15 +288,19 @@ class Trainer:
         return evaluate_split(self.model, images, ctx, self.cfg.train.eval_batch_size, self.quiet)
 
     def _evaluation(self) -> None:
-        """Held-out metrics, their logs, the checks (finite, not failed), best and last
-        checkpoints, early stopping, then the callbacks."""
-        metrics = self.evaluate("heldout")
+        """Held-out metrics (computed by rank 0, shared with all), their logs, the checks (finite,
+        not failed), best and last checkpoints, early stopping, then the callbacks."""
+        dist.sync_module(self.model)  # rank 0's buffers (BatchNorm statistics, an EMA's) everywhere
+        metrics = dist.broadcast(self.evaluate("heldout") if dist.is_main() else None)
         n_batches = math.ceil(len(self.data.train) / self.cfg.train.batch_size)
         epoch = round(self.epoch + self.batch_index / n_batches, 4)
-        for k, v in metrics.items():
-            self._writer.add_scalar(f"heldout/{k}", v, self.step)
-        self._log_train_vs_heldout(metrics)
-        self._log_images()
+        self.recorder.scalars("heldout", metrics, self.step)
+        self.recorder.train_vs_heldout({k: total / n for k, (total, n) in self._since_eval.items()}, metrics, self.step)
+        self._since_eval = {}
+        if dist.is_main():
+            n = min(self.cfg.log.n_images, len(self.data.heldout))
+            self.model.eval()
+            self.recorder.images(self.model.image_grids(self.data.heldout.images[:n], self._fixed_noise()), self.step)
         self.history.append({"epoch": epoch, "step": self.step, "images": self.images_seen, **metrics})
         value = metrics[self.monitor]
         if not math.isfinite(value):
@@ -308,23 +326,24 @@ class Trainer:
         if names:  # the same state: serialized once, copied to the other name
             self.save(*names)
         where = f"epoch {epoch:g}" + (f" ({self.images_seen:,} images)" if self.cfg.train.eval_every_images else "")
-        self._log(f"{where}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
-        for cb in self.callbacks:
-            cb.on_evaluation(self, metrics)
+        self.recorder.log(f"{where}: " + "  ".join(f"heldout/{k}={v:.4f}" for k, v in metrics.items()))
+        self._callbacks_after_evaluation(metrics)
 
-    def _log_train_vs_heldout(self, metrics: dict[str, float]) -> None:
-        """Means of the training losses since the last evaluation as epoch_train/<k>, and a
-        TensorBoard custom-scalars chart per loss the held-out split also reports: overfitting
-        shows as the curves part."""
-        train = {k: total / n for k, (total, n) in self._since_eval.items()}
-        self._since_eval = {}
-        for k, v in train.items():
-            self._writer.add_scalar(f"epoch_train/{k}", v, self.step)
-        common = [k for k in train if k in metrics]
-        if common and not self._layout_written:
-            self._writer.add_custom_scalars({"train vs held-out": {
-                k: ["Multiline", [f"epoch_train/{k}", f"heldout/{k}"]] for k in common}})
-            self._layout_written = True
+    def _callbacks_after_evaluation(self, metrics: dict[str, float]) -> None:
+        """Run the callbacks; rank 0's outcome (stop, or an exception such as a pruned trial)
+        decides for every rank."""
+        error: BaseException | None = None
+        try:
+            for cb in self.callbacks:
+                cb.on_evaluation(self, metrics)
+        except Exception as exc:
+            error = exc
+        stop, stopped_by = dist.broadcast((self.should_stop, repr(error) if error is not None else None))
+        if error is not None and dist.is_main():
+            raise error
+        if stopped_by is not None:
+            raise RunStopped(f"rank 0 stopped the run: {stopped_by}")
+        self.should_stop = stop
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -333,13 +352,6 @@ class Trainer:
         if self.model.metrics[self.monitor] == "maximize":
             return value > self.best["value"] + delta
         return value < self.best["value"] - delta
-
-    def _log_images(self) -> None:
-        n = min(self.cfg.log.n_images, len(self.data.heldout))
-        nrow = max(1, int(math.sqrt(n)))
-        self.model.eval()
-        for name, images in self.model.image_grids(self.data.heldout.images[:n], self._fixed_noise()).items():
-            self._writer.add_image(f"samples/{name}", grid(images, nrow), self.step)
 
     def _fixed_noise(self) -> torch.Generator:
         """The same noise for every sample grid of a run (TensorBoard each epoch, samples.png)."""
@@ -352,6 +364,7 @@ class Trainer:
             "name": self.cfg.name,
             "run_dir": str(self.run_dir),
             "device": str(self.device),
+            "processes": self.world,
             "epochs": self.epoch,
             "steps": self.step,
             "images_seen": self.images_seen,
@@ -362,16 +375,7 @@ class Trainer:
             "train_seconds": round(seconds, 3),
             "history": self.history,
         }
-        if final and not self._failed:
-            log_hparams(self._writer, self.cfg.flat(), {f"heldout_{k}": v for k, v in final.items()}, self.step)
-            write_json(self.run_dir / "metrics.json", result)
+        if final and not self._failed and dist.is_main():
             self.model.eval()
-            images = self.model.sample(self.cfg.log.n_images, self._fixed_noise())
-            nrow = max(1, int(math.sqrt(self.cfg.log.n_images)))
-            atomic_write(self.run_dir / "samples.png",
-                         lambda tmp: save_image(images.cpu(), tmp, nrow=nrow, format="png"))
+            self.recorder.finish(result, self.model.sample(self.cfg.log.n_images, self._fixed_noise()), self.step)
         return result
-
-    def _log(self, message: str) -> None:
-        if not self.quiet:
-            tqdm.write(message, file=sys.stderr)

@@ -21,11 +21,12 @@ from optuna.trial import TrialState
 
 from genmodels.config import Config
 from genmodels.data import DataSplits, Split, kfold_splits, load_data
-from genmodels.errors import Interrupted, NonFiniteLossError, UserError
+from genmodels import distributed
+from genmodels.errors import Interrupted, NonFiniteLossError, RunFailed, UserError
 from genmodels.experiment import build
 from genmodels.runtime import pick_device
 from genmodels.schema import set_dotted, validate
-from genmodels.train import Callback, Trainer
+from genmodels.train import Callback, RunStopped, Trainer
 from genmodels.tune_config import ParamSpec, TuneConfig, with_params
 
 
@@ -34,7 +35,7 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
         return trial.suggest_float(name, spec.low, spec.high, log=spec.log, step=spec.step)
     if spec.type == "int":
         return trial.suggest_int(name, int(spec.low), int(spec.high), log=spec.log, step=int(spec.step or 1))
-    return trial.suggest_categorical(name, spec.choices)
+    return spec.value(trial.suggest_categorical(name, spec.labels()))
 
 
 class PruningCallback(Callback):
@@ -73,7 +74,7 @@ class PruningCallback(Callback):
 
 def trial_config(tune: TuneConfig, base: dict[str, Any], params: dict[str, Any], name: str) -> Config:
     """The run config of one trial: the base with the trial's parameters, in the study folder."""
-    data = with_params(base, params, name)
+    data = with_params(base, params, name, tune)
     set_dotted(data, ["log", "runs_dir"], str(tune.study_dir()))
     return validate(Config, data, f"{tune.study_name}/{name}")
 
@@ -121,7 +122,7 @@ class Objective:
         cfg = trial_config(self.tune, self.base, params, Path(earlier).name if earlier else f"trial-{trial.number:04d}")
         trial.set_user_attr("run_dir", str(cfg.run_dir()))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        same = self._same_params(trial, params)
+        same = self._same_params(trial, trial.params)
         if same is not None:  # small discrete spaces: no second training of one configuration
             trial.set_user_attr("duplicate_of", same.number)
             if same.state == TrialState.PRUNED:
@@ -177,9 +178,11 @@ class Objective:
         if resume:
             trial.set_user_attr("retry", "continued from its last checkpoint" if continuing
                                 else "restarted: no checkpoint of the earlier attempt was found")
+        distributed.broadcast((cfg.to_dict(), continuing))  # under torchrun: the other ranks train it too
         result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing).fit()
         if result["best"]:
             trial.set_user_attr("best_epoch", result["best"]["epoch"])
+            trial.set_user_attr("best_images", result["best"].get("images"))
         return objective_values(self.tune, result)
 
     def _cross_validate(self, trial: optuna.Trial, cfg: Config, single: bool) -> list[float]:
@@ -197,13 +200,32 @@ class Objective:
         return [sum(col) / len(col) for col in zip(*per_fold)]
 
 
+def follow(tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
+    """Ranks other than 0 of a study under torchrun: train each trial rank 0 announces, with it,
+    until it announces the end. Rank 0 owns the Optuna trial; its pruner's decisions reach the
+    other ranks through the Trainer."""
+    objective = Objective(tune, base, quiet)
+    while (announced := distributed.broadcast(None)) is not None:
+        config, resume = announced
+        cfg = validate(Config, config, f"{tune.study_name} (from rank 0)")
+        try:
+            build(cfg, data=objective.data_for(cfg), quiet=True, resume=resume).fit()
+        except (RunStopped, RunFailed):
+            continue  # rank 0 records why; the next trial follows
+
+
 def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """Train the best trial's config on the whole training split (train + held-out) for the epoch
-    count that was best on held-out, then score the test split: the study's only test-split read."""
+    """Train the best trial's config on the whole training split (train + held-out) for as many
+    images as its best held-out evaluation had seen, then score the test split: the study's only
+    test-split read."""
     best = study.best_trial
     cfg = trial_config(tune, base, best.params, "best-retrained")
-    epochs = best.user_attrs.get("best_epoch") or cfg.train.epochs
-    cfg.train.epochs, cfg.train.patience = int(epochs), None
+    images = best.user_attrs.get("best_images")
+    if images:
+        cfg.train.max_images, cfg.train.epochs = int(images), 1_000_000
+    else:  # trials of older studies recorded the epoch only
+        cfg.train.epochs = max(1, round(best.user_attrs.get("best_epoch") or cfg.train.epochs))
+    cfg.train.patience = None
     splits = load_data(cfg.data, pick_device(cfg.train.device))
     full = DataSplits(
         train=Split(torch.cat([splits.train.images, splits.heldout.images]),
@@ -215,6 +237,6 @@ def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], qu
     trainer = build(cfg, data=full, quiet=quiet)
     trainer.fit()
     test = trainer.evaluate("test", full=True)
-    return {"trial": best.number, "params": best.params, "epochs": int(epochs), "train_images": len(full.train),
+    return {"trial": best.number, "params": best.params, "images": trainer.images_seen, "train_images": len(full.train),
             "run_dir": str(trainer.run_dir), "test": test,
             "features": trainer.scorer.name if trainer.scorer and trainer.scorer.loaded else None}

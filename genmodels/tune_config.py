@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,9 @@ from genmodels.schema import StrictModel, apply_overrides, read_yaml, set_dotted
 RUN_METRICS = {"train_seconds": "minimize"}
 
 
+Scalar = str | bool | int | float | None
+
+
 class ParamSpec(StrictModel):
     """One searched config field: float (optionally log), int, or a categorical choice."""
 
@@ -28,7 +32,8 @@ class ParamSpec(StrictModel):
     high: float | None = Field(None, allow_inf_nan=False)
     log: bool = False
     step: float | None = Field(None, gt=0, allow_inf_nan=False)
-    choices: list[str | bool | int | float | None] | None = Field(None, max_length=10_000)
+    # Scalars, or lists for a field that holds a list (optim.betas: [[0.5, 0.999], [0.0, 0.9]]).
+    choices: list[Scalar | list[Scalar]] | None = Field(None, max_length=10_000)
 
     @model_validator(mode="after")
     def _complete(self) -> "ParamSpec":
@@ -48,6 +53,16 @@ class ParamSpec(StrictModel):
             raise ValueError("an int range needs whole numbers for 'low', 'high' and 'step'")
         return self
 
+    def labels(self) -> list[Scalar]:
+        """The choices as Optuna stores them: a list choice by its JSON text."""
+        return [json.dumps(c) if isinstance(c, list) else c for c in self.choices or []]
+
+    def value(self, label: Any) -> Any:
+        """The config value of a stored parameter (a list choice decoded again)."""
+        if self.type == "categorical" and isinstance(label, str) and label in self.labels():
+            return self.choices[self.labels().index(label)]
+        return label
+
     def probes(self) -> list[Any]:
         """Values that must all be valid for the field: every choice, or both ends and, for a
         float range, a fractional value between them (which an int field refuses)."""
@@ -61,7 +76,7 @@ class ParamSpec(StrictModel):
     def grid(self) -> list[Any]:
         """The values a grid search visits."""
         if self.type == "categorical":
-            return list(self.choices)
+            return self.labels()
         if self.type == "int":
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         if self.step is None:
@@ -123,11 +138,14 @@ class TuneConfig(StrictModel):
         return self.storage or f"sqlite:///{self.study_dir() / 'study.db'}"
 
 
-def with_params(base: dict[str, Any], params: dict[str, Any], name: str) -> dict[str, Any]:
-    """A copy of the base run config with searched values set by dotted path, named `name`."""
+def with_params(base: dict[str, Any], params: dict[str, Any], name: str, tune: TuneConfig | None = None
+                ) -> dict[str, Any]:
+    """A copy of the base run config with searched values set by dotted path, named `name`
+    (stored Optuna parameters are decoded with the tuning config's space)."""
     data = copy.deepcopy(base)
     for key, value in params.items():
-        set_dotted(data, key.split("."), value)
+        spec = tune.space.get(key) if tune else None
+        set_dotted(data, key.split("."), spec.value(value) if spec else value)
     data["name"] = name
     return data
 

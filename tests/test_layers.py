@@ -15,13 +15,13 @@ LAYERS = [
     ["__main__", "cli", "study", "tune", "tune_config", "study_report"],  # commands and studies
     ["experiment"],  # the one place that assembles a run
     ["finetune", "runs"],  # a build step + a callback; reading run folders
-    ["train", "evaluation"],  # the loop; evaluating a model on a split
+    ["train", "evaluation", "recorder"],  # the loop; evaluating a model on a split; what a run writes
     ["config", "tblog"],  # the run Config assembled from the sections below
     ["metrics.features", "metrics.quality", "metrics.classifier", "metrics.inception", "metrics.extractor"],
     ["models.__init__", "models.base", "models.blocks", "models.vae", "models.gan"],
     ["data"],
     ["checkpoint", "optim", "metrics.__init__", "metrics.frechet", "metrics.likelihood"],
-    ["errors", "files", "runtime", "schema"],  # leaves
+    ["errors", "files", "runtime", "schema", "distributed"],  # leaves
     ["__init__"],  # the package root imports nothing
 ]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}

@@ -12,7 +12,7 @@ from genmodels.errors import ConfigError
 from genmodels.study import open_study, optimize, tune_study
 from genmodels.tune_config import load_tune_config
 
-from conftest import run_cli
+from conftest import cli, run_cli
 
 BASE = {
     "seed": 0,
@@ -139,3 +139,20 @@ def test_workers_share_one_study(tmp_path):
     # steps back as failed, not counted
     assert len(done) == 6 and len({t.user_attrs["worker"] for t in done}) == 2
     assert all("interrupted" in t.user_attrs for t in trials if t.state != optuna.trial.TrialState.COMPLETE)
+
+
+def test_list_valued_choices(tmp_path):
+    """A field that holds a list (optim.betas) is searched over lists; reports and best configs
+    give the list back."""
+    path = write_study(tmp_path, n_trials=2, sampler={"name": "grid"}, set=["train.epochs=1"],
+                       space={"optim.betas": {"type": "categorical", "choices": [[0.5, 0.999], [0.0, 0.9]]}})
+    tune_study(path, quiet=True)
+    trials = load(tmp_path).trials
+    assert sorted(t.params["optim.betas"] for t in trials) == ["[0.0, 0.9]", "[0.5, 0.999]"]
+    for t in trials:
+        cfg = yaml.safe_load(open(f"{t.user_attrs['run_dir']}/config.yaml"))
+        assert cfg["optim"]["betas"] == yaml.safe_load(t.params["optim.betas"])
+    code, _, err = cli("tune", path, "--quiet")  # the report: best_config.yaml holds the list
+    assert code == 0, err
+    best = yaml.safe_load((tmp_path / "runs" / "s" / "best_config.yaml").read_text())
+    assert best["optim"]["betas"] in ([0.5, 0.999], [0.0, 0.9])

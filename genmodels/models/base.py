@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from genmodels.distributed import average_gradients
 from genmodels.optim import OptimConfig
 from genmodels.runtime import autocast_dtype
 from genmodels.schema import StrictModel
@@ -89,9 +90,14 @@ class Updater:
         opt, scaler = self.optimizers[name], self.scalers[name]
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        params = [p for group in opt.param_groups for p in group["params"]]
+        # Under torchrun: the gradients averaged over ranks, as DDP does, but per optimizer step.
+        # DDP's reducer expects one forward per backward and the same parameters to receive
+        # gradients each time; a GAN step runs several passes through its discriminator, with its
+        # parameters switched off for the generator's update (and a double backward for WGAN-GP).
+        average_gradients(params)
         if self.grad_clip is not None:
             scaler.unscale_(opt)
-            params = [p for group in opt.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         scaler.step(opt)
         scaler.update()

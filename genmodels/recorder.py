@@ -1,0 +1,83 @@
+"""What a run writes to its folder: config.yaml, TensorBoard events (scalars, image grids, the
+HParams record), metrics.json, samples.png, and failed.json when it fails. Under torchrun only
+rank 0 writes; the others' recorder is switched off.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from genmodels.config import Config
+from genmodels.files import atomic_write, write_json, write_text
+from genmodels.tblog import grid, log_hparams
+
+
+class RunRecorder:
+    def __init__(self, run_dir: Path, cfg: Config, enabled: bool = True, quiet: bool = False):
+        self.run_dir, self.cfg, self.enabled, self.quiet = run_dir, cfg, enabled, quiet
+        self.hparams: dict[str, Any] | None = None  # what the HParams record shows; default: every field
+        self._writer: SummaryWriter | None = None
+        self._layout_written = False
+
+    def open(self, resumed_at: int | None) -> None:
+        """Start writing; `resumed_at`: the step of the checkpoint a resumed run continues from."""
+        if not self.enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        # purge_step drops events a crashed run wrote after its last checkpoint (those at the
+        # checkpoint's own step were written before it and stay).
+        self._writer = SummaryWriter(str(self.run_dir), purge_step=resumed_at + 1 if resumed_at is not None else None)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self._writer is not None:
+            for k, v in values.items():
+                self._writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def train_vs_heldout(self, train: dict[str, float], heldout: dict[str, float], step: int) -> None:
+        """Training-loss means since the last evaluation as epoch_train/<k>, and a custom-scalars
+        chart per loss the held-out split also reports: overfitting shows as the curves part."""
+        self.scalars("epoch_train", train, step)
+        common = [k for k in train if k in heldout]
+        if self._writer is not None and common and not self._layout_written:
+            self._writer.add_custom_scalars({"train vs held-out": {
+                k: ["Multiline", [f"epoch_train/{k}", f"heldout/{k}"]] for k in common}})
+            self._layout_written = True
+
+    def images(self, grids: dict[str, torch.Tensor], step: int) -> None:
+        if self._writer is not None:
+            for name, images in grids.items():
+                self._writer.add_image(f"samples/{name}", grid(images, max(1, int(math.sqrt(len(images))))), step)
+
+    def finish(self, result: dict[str, Any], samples: torch.Tensor, step: int) -> None:
+        """A finished (or stopped) run's results: HParams with its final held-out metrics,
+        metrics.json and a grid of samples."""
+        if self._writer is None:
+            return
+        params = self.hparams if self.hparams is not None else self.cfg.flat()
+        log_hparams(self._writer, params, {f"heldout_{k}": v for k, v in result["heldout"].items()}, step)
+        write_json(self.run_dir / "metrics.json", result)
+        nrow = max(1, int(math.sqrt(len(samples))))
+        atomic_write(self.run_dir / "samples.png", lambda tmp: save_image(samples.cpu(), tmp, nrow=nrow, format="png"))
+
+    def failed(self, info: dict[str, Any]) -> None:
+        if self.enabled:
+            write_json(self.run_dir / "failed.json", info)
+
+    def log(self, message: str) -> None:
+        if self.enabled and not self.quiet:
+            tqdm.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -21,23 +21,18 @@ from typing import Any
 
 import numpy as np
 import optuna
-import sqlalchemy
 import torch
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
 
 from genmodels.config import Config
 from genmodels.errors import Interrupted, UserError
 from genmodels.runtime import setup_process, signals_interrupt, threads_per_process
 from genmodels.schema import validate
+from genmodels.storage import open_storage
 from genmodels import distributed
 from genmodels.tune import Objective, counts_towards_n_trials, follow
 from genmodels.tune_config import TuneConfig, load_tune_config
 
-HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 30  # a trial silent this long belongs to a dead worker
-MAX_RETRY = 3  # retries of one trial after its worker died
 POLL = 2.0  # seconds between looks at other workers' running trials
 
 
@@ -56,18 +51,25 @@ def sampler_seed(study_seed: int, trials_at_start: int, worker: int) -> int:
     return int(np.random.SeedSequence([study_seed, trials_at_start, worker, host]).generate_state(1)[0])
 
 
-def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(tune: TuneConfig, seed: int, parallel: bool = False) -> optuna.samplers.BaseSampler:
+    """The study's sampler. `parallel`: other workers run trials at the same time, so TPE treats
+    their running trials as if they had scored badly (the constant liar) instead of sampling
+    next to them."""
     s = tune.sampler
+    startup = s.startup_trials(len(tune.space))
     if s.name == "grid":
         return optuna.samplers.GridSampler({k: spec.grid() for k, spec in tune.space.items()}, seed=seed)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, multivariate=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                              constant_liar=parallel)
     if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if s.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
@@ -83,46 +85,10 @@ def make_pruner(tune: TuneConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def _safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or "://" not in head:
-        return url
-    scheme, _, userinfo = head.partition("://")
-    return f"{scheme}://{userinfo.split(':')[0]}:***@{tail}" if ":" in userinfo else url
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The study's RDB storage with heartbeats and stale-trial retries, connected now: an
-    unreachable server, bad credentials or a missing driver is one line before any trial runs."""
-    try:  # the URL and its driver first: a missing driver is named, not hidden in Optuna's message
-        make_url(url).get_dialect().import_dbapi()
-    except ModuleNotFoundError as exc:
-        raise UserError(f"--storage {_safe_url(url)}: the database driver is not installed ({exc.name}); "
-                        f"for PostgreSQL: pip install 'genmodels[postgres]'") from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise UserError(f"--storage {_safe_url(url)}: not a database URL ({str(exc).splitlines()[0]})") from None
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        # Several worker processes share one SQLite file: wait for its lock instead of failing.
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-    else:
-        kwargs["engine_kwargs"] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY), **kwargs)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"--storage {_safe_url(url)}: the database driver is not installed ({exc.name}); "
-                        f"for PostgreSQL: pip install 'genmodels[postgres]'") from None
-    except Exception as exc:  # sqlalchemy's errors for a bad URL, a refused connection, a wrong password
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--storage {_safe_url(url)}: cannot open the study storage ({reason[:300]})") from None
-
-
-def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1, worker: int = 0) -> optuna.Study:
+def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1, worker: int = 0,
+               parallel: bool = False) -> optuna.Study:
+    """Create or load the study. `parallel`: other workers share it (local ones, or any on a
+    database server)."""
     tune.study_dir().mkdir(parents=True, exist_ok=True)
     rdb = open_storage(storage or tune.storage_url())
     try:
@@ -131,7 +97,8 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
         existing = 0
     return optuna.create_study(
         study_name=tune.study_name, storage=rdb, load_if_exists=True, directions=tune.directions,
-        sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker)),
+        sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker),
+                             parallel or not (storage or tune.storage_url()).startswith("sqlite")),
         pruner=make_pruner(tune, max_epochs),
     )
 
@@ -163,7 +130,7 @@ def fail_dead_local_trials(study: optuna.Study) -> None:
 
 def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue `trial` again with its parameters and run folder (so it continues from its last
-    checkpoint), at most MAX_RETRY times."""
+    checkpoint), at most MAX_RETRY times (genmodels.storage)."""
     callback = study._storage.get_heartbeat_stale_trial_callback()
     if callback is not None:
         callback(study, trial)
@@ -229,7 +196,7 @@ def run_worker(config_path: str, overrides: list[str], storage: str | None, inde
     tune, base = load_tune_config(config_path, overrides)
     max_epochs = validate(Config, base, config_path).train.epochs
     try:
-        optimize(open_study(tune, storage, max_epochs, worker=index), tune, base, quiet)
+        optimize(open_study(tune, storage, max_epochs, worker=index, parallel=True), tune, base, quiet)
     except KeyboardInterrupt as exc:
         sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
@@ -263,7 +230,7 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
         follow(tune, base, quiet)
         return None, tune, base
     max_epochs = validate(Config, base, config_path).train.epochs
-    study = open_study(tune, storage, max_epochs, worker=0)
+    study = open_study(tune, storage, max_epochs, worker=0, parallel=workers > 1)
     procs = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
     threads = threads_per_process(workers)

@@ -179,7 +179,14 @@ class Objective:
             trial.set_user_attr("retry", "continued from its last checkpoint" if continuing
                                 else "restarted: no checkpoint of the earlier attempt was found")
         distributed.broadcast((cfg.to_dict(), continuing))  # under torchrun: the other ranks train it too
-        result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing).fit()
+        trainer = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing)
+        # TensorBoard's HParams table of a study: the searched fields (the columns that differ)
+        # and the objectives, not every constant field of the config; in the space's order, which
+        # is the user's (trial.params follows the sampler's order).
+        trainer.recorder.hparams = {k: "none" if trial.params[k] is None else trial.params[k]
+                                    for k in self.tune.space if k in trial.params}
+        trainer.recorder.hparam_metrics = list(self.tune.objectives)
+        result = trainer.fit()
         if result["best"]:
             trial.set_user_attr("best_epoch", result["best"]["epoch"])
             trial.set_user_attr("best_images", result["best"].get("images"))

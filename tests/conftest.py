@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +15,7 @@ import pytest
 from genmodels.cli import main
 from genmodels.config import Config
 from genmodels.schema import apply_overrides, validate
+from pgcluster import postgres_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,40 +70,10 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 # --- a throw-away PostgreSQL cluster on 127.0.0.1 for the study-storage tests ------------------
 
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None) if Path("/usr/lib/postgresql").is_dir() else None
-PG_PASSWORD = "tuning-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """postgresql://... of a fresh cluster (password authentication, 127.0.0.1 only), stopped at
-    the end of the session. PostgreSQL refuses to run as root: as root it runs as `postgres`."""
-    if PG_BIN is None:
-        pytest.fail("PostgreSQL is not installed: .ci/run installs it (apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="genmodels-pg-"))
-    user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if user:
-        shutil.chown(root, "postgres")
-    (root / "pw").write_text(PG_PASSWORD + "\n")
-    if user:
-        shutil.chown(root / "pw", "postgres")
-    port = free_port()
-    run = lambda *cmd: subprocess.run([*user, *cmd], check=True, capture_output=True, text=True)  # noqa: E731
-    run(str(PG_BIN / "initdb"), "-D", str(root / "data"), "-U", "postgres", "-A", "scram-sha-256",
-        "--pwfile", str(root / "pw"), "--no-sync")
-    run(str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-w", "-l", str(root / "log"), "start", "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=200 -c fsync=off")
-    try:
-        env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "studies"],
-                       check=True, env=env, capture_output=True)
-        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}/studies"
-    finally:
-        run(str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    the end of the session."""
+    with postgres_cluster() as url:
+        yield url

@@ -12,7 +12,8 @@ PACKAGE = REPO / "genmodels"
 
 # Top to bottom. A module may import from its own group and the groups below it, never above.
 LAYERS = [
-    ["__main__", "cli", "study", "tune", "tune_config", "study_report"],  # commands and studies
+    ["__main__", "cli", "dashboard", "study", "tune", "tune_config", "study_report"],  # commands and studies
+    ["storage"],  # the study storage
     ["experiment"],  # the one place that assembles a run
     ["finetune", "runs"],  # a build step + a callback; reading run folders
     ["train", "evaluation", "recorder"],  # the loop; evaluating a model on a split; what a run writes

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from genmodels.checkpoint import load_checkpoint
 
-from conftest import cli, data_root, free_port
+from conftest import cli, data_root
+from pgcluster import free_port
 
 TINY = {"seed": 0, "data": {"name": "mnist", "limit": 300},
         "model": {"kind": "vae", "hidden": 16, "latent_dim": 2},

@@ -1,115 +1,191 @@
-"""HPO efficiency: TPE + median pruning vs random search without pruning on the MNIST VAE.
+"""HPO efficiency: search strategies on experiments/tune_vae_mnist.yaml's space, over many seeds.
 
-Both search experiments/tune_vae_mnist.yaml's space with the same number of trials, for several
-seeds. Cost is counted in training epochs (a pruned trial costs the epochs it ran). For each seed
-we report the best held-out -ELBO against epochs consumed, and the fraction of random search's
-total epochs that TPE + pruning needed to reach random search's final best (target: <= 50%).
-Writes benchmarks/results/hpo_efficiency.json and a plot. A documented run, not CI:
+Every strategy gets the same budget in training epochs (a pruned trial costs the epochs it ran;
+random search without pruning spends it on 20 five-epoch trials). For each seed: the epochs a
+strategy needs to reach random search's final best ("never" when it does not), and its best
+held-out -ELBO after 25%, 50% and 100% of the budget beside random's at the same epochs. Medians
+come with 95% bootstrap intervals; a plot shows best-so-far against epochs (median and
+interquartile range over seeds). Writes benchmarks/results/hpo_efficiency[-<tag>].json and .png.
+A documented run, not CI (about 40 minutes per 10 seeds with --jobs 2 on 2 CPU cores):
 
-    GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py [--trials 20] [--seeds 0 1 2]
+    GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py --seeds 0 1 2 3 4 5 6 7 8 9 [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import math
+import multiprocessing
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import TrialState
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
-
-from genmodels.study import tune_study  # noqa: E402
-from genmodels.runtime import setup_process  # noqa: E402
+from common import RESULTS, write_result
+from genmodels.runtime import setup_process
+from genmodels.study import open_study
+from genmodels.tune import Objective
+from genmodels.tune_config import load_tune_config
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+SPACE = ROOT / "experiments" / "tune_vae_mnist.yaml"
+# Sampler and pruner sections per strategy; "default" is what a tuning config without them gets.
 STRATEGIES = {
-    "random": ["sampler.name=random", "pruner.name=none"],
-    "tpe+median": ["sampler.name=tpe", "pruner.name=median"],
+    "random": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
+    "tpe": {"sampler": {"name": "tpe"}, "pruner": {"name": "none"}},
+    "gp": {"sampler": {"name": "gp"}, "pruner": {"name": "none"}},
+    "tpe+median": {"sampler": {"name": "tpe"}, "pruner": {"name": "median", "n_warmup_steps": 1}},
+    "tpe+sha": {"sampler": {"name": "tpe"}, "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
+    "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
+                                                             "reduction_factor": 3}},
+    "default": {},
 }
 
 
-def curve(study) -> list[tuple[int, float]]:
-    """(cumulative epochs, best value so far) after each finished trial, in trial order."""
-    epochs, best, out = 0, float("inf"), []
+def cost(t: optuna.trial.FrozenTrial) -> int:
+    """Epochs a trial trained: one report per epoch."""
+    return len(t.intermediate_values)
+
+
+class Budget:
+    """Stops the study once its trials have trained `epochs` epochs in all."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if sum(cost(t) for t in study.get_trials(deepcopy=False)) >= self.epochs:
+            study.stop()
+
+
+def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int, float]], float]:
+    """One (strategy, seed) study within the epoch budget: its best-so-far curve and wall time."""
+    strategy, seed, budget, runs = job
+    setup_process(threads=1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data = yaml.safe_load(SPACE.read_text())
+    for section in ("sampler", "pruner"):
+        data.pop(section, None)
+    data.update({k: dict(v) for k, v in STRATEGIES[strategy].items()})
+    data.setdefault("sampler", {})["seed"] = seed
+    data.update(base=str(SPACE.parent / data["base"]), runs_dir=runs, study_name=f"{strategy.replace('+', '_')}-{seed}",
+                n_trials=10_000)
+    path = Path(runs) / f"{data['study_name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    tune, base = load_tune_config(path)
+    study = open_study(tune, max_epochs=5)
+    start = time.perf_counter()
+    study.optimize(Objective(tune, base, quiet=True), callbacks=[Budget(budget)], catch=(Exception,))
+    return strategy, seed, curve(study, budget), time.perf_counter() - start
+
+
+def curve(study: optuna.Study, budget: int) -> list[tuple[int, float]]:
+    """(cumulative epochs, best held-out value so far) after each trial, up to the budget."""
+    epochs, best, out = 0, math.inf, []
     for t in sorted(study.trials, key=lambda t: t.number):
-        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL):
+        if not t.state.is_finished() or epochs >= budget:
             continue
-        epochs += len(t.intermediate_values)
+        epochs += cost(t)
         if t.state == TrialState.COMPLETE:
             best = min(best, t.value)
         out.append((epochs, best))
     return out
 
 
-def epochs_to_reach(points: list[tuple[int, float]], target: float) -> int | None:
+def best_at(points: list[tuple[int, float]], epochs: float) -> float:
+    return min([v for e, v in points if e <= epochs], default=math.inf)
+
+
+def reach(points: list[tuple[int, float]], target: float) -> int | None:
     return next((e for e, v in points if v <= target), None)
+
+
+def bootstrap_median(values: list[float], rounds: int = 2000) -> tuple[float, float, float]:
+    """The median and a 95% percentile-bootstrap interval ("never" counts as infinity)."""
+    rng = np.random.default_rng(0)
+    data = np.asarray(values, dtype=float)
+    medians = np.median(rng.choice(data, (rounds, len(data))), axis=1)
+    return float(np.median(data)), float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--budget", type=int, default=100, help="training epochs per study (random: 20 trials x 5)")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--jobs", type=int, default=2, help="studies run side by side, one thread each")
+    parser.add_argument("--tag", default="", help="suffix for the result files (e.g. the seed set)")
     args = parser.parse_args()
-    setup_process()
-    runs = Path(tempfile.mkdtemp(prefix="hpo-"))
-    results = []
-    fig, axes = plt.subplots(1, len(args.seeds), figsize=(5 * len(args.seeds), 3.6), squeeze=False)
-    for ax, seed in zip(axes[0], args.seeds):
-        curves = {}
-        for name, overrides in STRATEGIES.items():
-            study, _, _ = tune_study(
-                str(ROOT / "experiments" / "tune_vae_mnist.yaml"),
-                overrides + [f"sampler.seed={seed}", f"n_trials={args.trials}", f"runs_dir={runs}",
-                             f"study_name={name.replace('+', '_')}-seed{seed}"],
-                quiet=True,
-            )
-            curves[name] = curve(study)
-            ax.step(*zip(*curves[name]), where="post", label=name)
-        random_epochs, random_best = curves["random"][-1]
-        reached = epochs_to_reach(curves["tpe+median"], random_best)
-        row = {
-            "seed": seed,
-            "random_best": random_best,
-            "random_epochs": random_epochs,
-            "tpe_median_best": curves["tpe+median"][-1][1],
-            "tpe_median_epochs": curves["tpe+median"][-1][0],
-            "tpe_epochs_to_random_best": reached,
-            "fraction": None if reached is None else reached / random_epochs,
-            "curves": curves,
-        }
-        results.append(row)
-        frac = "not reached" if reached is None else f"{row['fraction']:.0%}"
-        print(f"seed {seed}: random best {random_best:.3f} in {random_epochs} epochs; TPE+median best "
-              f"{row['tpe_median_best']:.3f} in {row['tpe_median_epochs']} epochs; reached random's best after "
-              f"{reached} epochs = {frac} of random's", flush=True)
-        ax.set_title(f"seed {seed}")
-        ax.set_xlabel("epochs consumed")
-        ax.set_ylabel("best held-out -ELBO (nats)")
-        ax.legend()
+    strategies = ["random"] + [s for s in args.strategies if s != "random"]
+    runs = tempfile.mkdtemp(prefix="hpo-")
+    jobs = [(s, seed, args.budget, runs) for seed in args.seeds for s in strategies]
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        done = {}
+        for strategy, seed, points, seconds in pool.imap_unordered(run_study, jobs):
+            done[strategy, seed] = points
+            print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
+                  f"({seconds:.0f}s)", flush=True)
+    wall = time.perf_counter() - start
+    table, summary = [], {}
+    for s in strategies:
+        rows = []
+        for seed in args.seeds:
+            ref, own = done["random", seed], done[s, seed]
+            target = ref[-1][1]
+            reached = reach(own, target)
+            row = {"seed": seed, "random_best": target, "best": own[-1][1], "epochs_to_random_best": reached,
+                   "fraction": reached / args.budget if reached is not None else None}
+            for share in (0.25, 0.5, 1.0):
+                e = args.budget * share
+                row[f"best_at_{share:.0%}"], row[f"random_at_{share:.0%}"] = best_at(own, e), best_at(ref, e)
+            row["better_at_equal_epochs"] = row["best_at_100%"] < row["random_at_100%"]
+            rows.append(row)
+        fractions = [r["fraction"] if r["fraction"] is not None else math.inf for r in rows]
+        med, lo, hi = bootstrap_median(fractions)
+        summary[s] = {"reached": sum(r["fraction"] is not None for r in rows), "seeds": len(rows),
+                      "median_fraction": med, "median_fraction_ci95": [lo, hi],
+                      "better_at_equal_epochs": sum(r["better_at_equal_epochs"] for r in rows),
+                      "median_best": statistics.median(r["best"] for r in rows)}
+        table.append({"strategy": s, "per_seed": rows})
+    print(f"\n{'strategy':<14} {'reached':>8} {'median share of random epochs [95% CI]':>40} {'better at =epochs':>18}"
+          f" {'median best':>12}")
+    for s, v in summary.items():
+        ci = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
+        print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never'):>40} "
+              f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
+    print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
+    plot(done, strategies, args.seeds, args.budget, args.tag)
+    write_result(f"hpo_efficiency{'-' + args.tag if args.tag else ''}", {
+        "space": str(SPACE.relative_to(ROOT)), "budget_epochs": args.budget, "seeds": args.seeds,
+        "wall_minutes": round(wall / 60, 1), "jobs": args.jobs, "summary": summary, "per_strategy": table,
+        "curves": {f"{s}/{seed}": p for (s, seed), p in done.items()},
+    })
+
+
+def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, tag: str) -> None:
+    grid = np.arange(1, budget + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for s in strategies:
+        values = np.array([[best_at(done[s, seed], e) for e in grid] for seed in seeds])
+        values[np.isinf(values)] = np.nan
+        median = np.nanmedian(values, axis=0)
+        ax.plot(grid, median, label=s)
+        ax.fill_between(grid, np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0), alpha=0.15)
+    ax.set_xlabel("training epochs consumed")
+    ax.set_ylabel("best held-out -ELBO so far (nats)")
+    ax.set_title(f"median and interquartile range over {len(seeds)} seeds")
+    ax.set_ylim(top=np.nanpercentile([best_at(done["random", s], budget * 0.25) for s in seeds], 90) + 5)
+    ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "hpo_efficiency.png", dpi=110)
-    fractions = [r["fraction"] for r in results if r["fraction"] is not None]
-    summary = {
-        "trials_per_study": args.trials,
-        "seeds": args.seeds,
-        "per_seed": results,
-        "median_fraction": statistics.median(fractions) if fractions else None,
-        "reached_in": f"{len(fractions)}/{len(results)} seeds",
-        "target_fraction": 0.5,
-    }
-    (RESULTS / "hpo_efficiency.json").write_text(json.dumps(summary, indent=2) + "\n")
-    med = summary["median_fraction"]
-    print(f"\nTPE + median pruning reached random search's final best in {summary['reached_in']}; "
-          f"median fraction of random's epochs: {'n/a' if med is None else f'{med:.0%}'} (target <= 50%)")
-    shutil.rmtree(runs, ignore_errors=True)
+    fig.savefig(RESULTS / f"hpo_efficiency{'-' + tag if tag else ''}.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from torchvision.utils import save_image
 
 from genmodels import distributed
 from genmodels.config import load_config
+from genmodels.dashboard import serve, storage_of
+from genmodels.storage import safe_url
 from genmodels.errors import Interrupted, UserError
 from genmodels.experiment import build, evaluate_run
 from genmodels.files import atomic_write
@@ -31,9 +33,15 @@ from genmodels.tune import retrain_best
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a config field by dotted path, e.g. --set train.epochs=5 optim.lr=3e-4")
-    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA, ~/.cache/genmodels/data)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+                   help="override config fields by dotted path, e.g. --set train.epochs=5 optim.lr=3e-4 "
+                        "(default: none)")
+    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: data.root, then $GENMODELS_DATA, "
+                                       "then ~/.cache/genmodels/data)")
+    _add_quiet(p)
+
+
+def _add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-evaluation lines (default: off)")
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
@@ -123,6 +131,8 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING if args.quiet else optuna.logging.INFO)
+    if args.workers < 1:
+        raise UserError(f"--workers: expected at least 1, got {args.workers}")
     overrides = list(args.overrides)
     if args.n_trials:
         overrides.append(f"n_trials={args.n_trials}")
@@ -142,7 +152,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     summary = write_report(study, tune, base, retrained)
     out = tune.study_dir()
     print(f"study {tune.study_name}: {summary['trials']} trials ("
-          + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + f"), storage {args.storage or tune.storage_url()}")
+          + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + f"), storage {safe_url(args.storage or tune.storage_url())}")
     for best in summary.get("best", []):
         values = ", ".join(f"{o}={v:.4f}" for o, v in zip(tune.objectives, best["values"]))
         print(f"best trial {best['trial']}: {values}  params: {best['params']}")
@@ -153,7 +163,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    if not 1 <= args.port <= 65535:
+        raise UserError(f"--port: expected a port number from 1 to 65535, got {args.port}")
+    serve(storage_of(args.study_dir, args.storage), args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every option says its default in its help: `genmodels <command> --help` is the reference."""
     parser = argparse.ArgumentParser(prog="genmodels", description="Train, tune, fine-tune, evaluate and sample "
                                      "generative image models.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,56 +182,72 @@ def build_parser() -> argparse.ArgumentParser:
         ("finetune", "fine-tune a trained run on new data (a config with a finetune section)",
          "YAML run config with finetune: {from: RUN_DIR, freeze: [...]}"),
     ):
-        p = sub.add_parser(command, help=help_text)
+        p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("config", help=config_help)
         _add_overrides(p)
-        p.add_argument("--name", help="run name (default: the config's name); the run goes to <runs_dir>/<name>")
+        p.add_argument("--name", help="run name; the run goes to <runs_dir>/<name> (default: the config's name)")
         p.add_argument("--runs-dir", help="parent folder of runs (default: the config's log.runs_dir)")
-        p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly")
+        p.add_argument("--resume", action="store_true", help="continue <runs_dir>/<name>/last.pt exactly "
+                                                             "(default: off; a run folder is never overwritten)")
         p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run's checkpoint on the held-out or test split")
-    p.add_argument("run_dir")
-    p.add_argument("--split", choices=["heldout", "test"], default="heldout")
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint on the held-out or test split",
+                       description="evaluate a run's checkpoint with every metric its model has; writes "
+                                   "<run>/eval_<split>.json")
+    p.add_argument("run_dir", help="a run folder (or a .pt checkpoint)")
+    p.add_argument("--split", choices=["heldout", "test"], default="heldout", help="(default: heldout)")
     # One flag per evaluation option a model family declares (e.g. the VAE's --iwae-k).
     for name, field in eval_option_fields().items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_yaml_value, metavar="VALUE",
                        help=f"{field.description} (default: {field.default})")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--data-root")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(default: best)")
+    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: the run's data.root, then "
+                                       "$GENMODELS_DATA)")
+    _add_quiet(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="write a grid of samples from a run")
-    p.add_argument("run_dir")
-    p.add_argument("-n", type=int, default=64, help="number of images")
-    p.add_argument("-o", "--output", default="samples.png")
-    p.add_argument("--seed", type=int, help="default: the run's seed")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("run_dir", help="a run folder (or a .pt checkpoint)")
+    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    p.add_argument("--seed", type=int, help="noise seed (default: the run's seed)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(default: best)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("tune", help="run (or resume) an Optuna study from a tuning YAML")
     p.add_argument("config", help="tuning YAML, e.g. experiments/tune_vae_mnist.yaml")
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override a tuning field, e.g. --set n_trials=50 sampler.name=random")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///<runs_dir>/<study>/study.db)")
+                   help="override tuning fields, e.g. --set n_trials=50 sampler.name=random (default: none)")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. postgresql://user:pw@host/db for workers on many "
+                                     "machines (default: the config's storage, else "
+                                     "sqlite:///<runs_dir>/<study>/study.db)")
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the study (default: 1)")
-    p.add_argument("--devices", metavar="0,1,...", help="GPU indices: worker i trains on device i mod their number")
-    p.add_argument("--n-trials", type=int, help="total trials the study should hold")
-    p.add_argument("--retrain-best", action="store_true", help="train the best config on train+held-out, report test")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--devices", metavar="0,1,...", help="GPU indices: worker i trains on device i mod their number "
+                                                        "(default: the config's train.device)")
+    p.add_argument("--n-trials", type=int, help="finished trials the study should hold (default: the config's "
+                                                "n_trials)")
+    p.add_argument("--retrain-best", action="store_true", help="train the best config on train+held-out, then "
+                                                               "score the test split (default: off)")
+    _add_quiet(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("dashboard", help="watch a study (live) in optuna-dashboard, served on 127.0.0.1")
+    p.add_argument("study_dir", nargs="?", help="a study folder, e.g. runs/tune_vae_mnist (its study.db)")
+    p.add_argument("--storage", help="the study's storage URL instead, e.g. postgresql://... (default: none)")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default: 8080)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("features", help="the feature classifier behind FID/KID/precision-recall")
     fsub = p.add_subparsers(dest="action", required=True)
     f = fsub.add_parser("train", help="train and cache it (reports the cached one if present)")
-    f.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
-    f.add_argument("--data-root")
-    f.add_argument("--split-seed", type=int, default=0, help="the held-out split it must not see (data.split_seed)")
-    f.add_argument("--heldout-fraction", type=float, default=0.1)
-    f.add_argument("--epochs", type=int, default=EPOCHS)
-    f.add_argument("--force", action="store_true", help="train again even if cached")
-    f.add_argument("--quiet", action="store_true")
+    f.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"], help="(required)")
+    f.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA)")
+    f.add_argument("--split-seed", type=int, default=0, help="the held-out split it must not see: data.split_seed "
+                                                             "(default: 0)")
+    f.add_argument("--heldout-fraction", type=float, default=0.1, help="data.heldout_fraction (default: 0.1)")
+    f.add_argument("--epochs", type=int, default=EPOCHS, help=f"(default: {EPOCHS})")
+    f.add_argument("--force", action="store_true", help="train again even if cached (default: off)")
+    _add_quiet(f)
     f.set_defaults(func=cmd_features)
     return parser
 

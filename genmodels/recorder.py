@@ -24,7 +24,10 @@ from genmodels.tblog import grid, log_hparams
 class RunRecorder:
     def __init__(self, run_dir: Path, cfg: Config, enabled: bool = True, quiet: bool = False):
         self.run_dir, self.cfg, self.enabled, self.quiet = run_dir, cfg, enabled, quiet
-        self.hparams: dict[str, Any] | None = None  # what the HParams record shows; default: every field
+        # What the HParams record shows: by default every config field and the final held-out
+        # metrics; a tuning trial shows its searched fields and its objectives at its best evaluation.
+        self.hparams: dict[str, Any] | None = None
+        self.hparam_metrics: list[str] | None = None
         self._writer: SummaryWriter | None = None
         self._layout_written = False
 
@@ -64,7 +67,11 @@ class RunRecorder:
         if self._writer is None:
             return
         params = self.hparams if self.hparams is not None else self.cfg.flat()
-        log_hparams(self._writer, params, {f"heldout_{k}": v for k, v in result["heldout"].items()}, step)
+        metrics = result["heldout"]
+        if self.hparam_metrics is not None:
+            at_best = (result["best"] or {}).get("metrics") or metrics
+            metrics = {k: at_best[k] for k in self.hparam_metrics if k in at_best}
+        log_hparams(self._writer, params, {f"heldout_{k}": v for k, v in metrics.items()}, step)
         write_json(self.run_dir / "metrics.json", result)
         nrow = max(1, int(math.sqrt(len(samples))))
         atomic_write(self.run_dir / "samples.png", lambda tmp: save_image(samples.cpu(), tmp, nrow=nrow, format="png"))

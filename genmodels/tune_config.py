@@ -27,13 +27,15 @@ Scalar = str | bool | int | float | None
 class ParamSpec(StrictModel):
     """One searched config field: float (optionally log), int, or a categorical choice."""
 
-    type: Literal["float", "int", "categorical"]
-    low: float | None = Field(None, allow_inf_nan=False)
-    high: float | None = Field(None, allow_inf_nan=False)
-    log: bool = False
-    step: float | None = Field(None, gt=0, allow_inf_nan=False)
+    type: Literal["float", "int", "categorical"] = Field(description="the kind of value searched")
+    low: float | None = Field(None, allow_inf_nan=False, description="float, int: smallest value")
+    high: float | None = Field(None, allow_inf_nan=False, description="float, int: largest value")
+    log: bool = Field(False, description="float, int: sample on a log scale")
+    step: float | None = Field(None, gt=0, allow_inf_nan=False, description="float, int: spacing (a grid needs it "
+                                                                            "for floats)")
     # Scalars, or lists for a field that holds a list (optim.betas: [[0.5, 0.999], [0.0, 0.9]]).
-    choices: list[Scalar | list[Scalar]] | None = Field(None, max_length=10_000)
+    choices: list[Scalar | list[Scalar]] | None = Field(None, max_length=10_000, description="categorical: the "
+                                                                                             "values, scalars or lists")
 
     @model_validator(mode="after")
     def _complete(self) -> "ParamSpec":
@@ -86,36 +88,52 @@ class ParamSpec(StrictModel):
 
 
 class SamplerConfig(StrictModel):
-    name: Literal["tpe", "random", "grid", "gp", "cmaes", "nsga2"] = "tpe"
-    seed: int = 0
-    n_startup_trials: int = Field(5, ge=0)  # random trials before TPE/GP model the space
+    name: Literal["tpe", "random", "grid", "gp", "cmaes", "nsga2"] = Field("tpe", description="how trials "
+                                                                                          "choose their values")
+    seed: int = Field(0, ge=0, lt=2**63, description="the study's seed; each worker and rerun derives its own")
+    n_startup_trials: int | None = Field(None, ge=0, description="random trials before TPE/GP/CMA-ES model the "
+                                                                 "space (none: twice the searched fields, at least 5)")
+
+    def startup_trials(self, searched: int) -> int:
+        return self.n_startup_trials if self.n_startup_trials is not None else max(5, 2 * searched)
 
 
 class PrunerConfig(StrictModel):
-    name: Literal["median", "sha", "hyperband", "none"] = "median"
-    n_startup_trials: int = Field(3, ge=0)  # trials that complete before any is pruned (median)
-    n_warmup_steps: int = Field(1, ge=0)  # report steps a trial always gets (median)
     # Report steps are epochs, or images seen when the base sets train.eval_every_images.
-    min_resource: int = Field(1, ge=1)  # report steps before the first cut (successive halving, hyperband)
-    reduction_factor: int = Field(3, ge=2)
-    report: Literal["last", "best"] = "last"  # the value reported: the latest, or the best so far
+    name: Literal["median", "sha", "hyperband", "none"] = Field("median", description="which trials stop early: "
+                                                                "below the median, successive halving, hyperband")
+    n_startup_trials: int = Field(3, ge=0, description="median: trials that finish before any is pruned")
+    n_warmup_steps: int = Field(1, ge=0, description="median: report steps (epochs or images) a trial always gets")
+    min_resource: int = Field(1, ge=1, description="sha, hyperband: report steps before the first cut")
+    reduction_factor: int = Field(3, ge=2, description="sha, hyperband: 1 in this many trials goes on at each cut")
+    report: Literal["last", "best"] = Field("last", description="the value reported at each step: the latest, or "
+                                                                "the best so far (steadier for GANs)")
 
 
 class TuneConfig(StrictModel):
-    base: str  # the run config every trial starts from, relative to this file
-    study_name: str = Field("study", pattern=r"^[A-Za-z0-9._-]+$")
-    objectives: list[str] = Field(default_factory=lambda: ["neg_elbo"], min_length=1)
-    directions: list[Literal["minimize", "maximize"]] | None = None  # default: the model's for each metric
-    n_trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0)  # seconds, per invocation
-    cv_folds: int | None = Field(None, ge=2)
-    set: list[str] = Field(default_factory=list)  # overrides for every trial, e.g. train.epochs=5
-    space: dict[str, ParamSpec]
+    base: str = Field(description="the run config every trial starts from, relative to this file")
+    study_name: str = Field("study", pattern=r"^[A-Za-z0-9._-]+$", max_length=200,
+                            description="the study's name and folder <runs_dir>/<study_name>")
+    objectives: list[str] = Field(default_factory=lambda: ["neg_elbo"], min_length=1,
+                                  description="held-out metrics to optimise (train_seconds too); several: a "
+                                              "Pareto front")
+    directions: list[Literal["minimize", "maximize"]] | None = Field(
+        None, description="one per objective (default: the model's direction for each metric)")
+    n_trials: int = Field(20, ge=1, le=1_000_000, description="finished trials the study holds, across workers "
+                                                              "and reruns")
+    timeout: float | None = Field(None, gt=0, description="seconds per invocation (none: no limit)")
+    cv_folds: int | None = Field(None, ge=2, description="k-fold cross-validation: the mean over k held-out "
+                                                         "folds (none: one held-out split)")
+    set: list[str] = Field(default_factory=list, description="overrides for every trial, e.g. train.epochs=5")
+    space: dict[str, ParamSpec] = Field(description="searched fields by dotted path: {type: float|int|categorical, "
+                                                    "low, high, log, step, choices}")
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
-    runs_dir: str = "runs"
-    storage: str | None = None  # default: sqlite:///<runs_dir>/<study_name>/study.db
-    retrain_best: bool = False
+    runs_dir: str = Field("runs", description="parent of the study folder")
+    storage: str | None = Field(None, description="Optuna storage URL (none: sqlite:///<runs_dir>/<study_name>/"
+                                                  "study.db)")
+    retrain_best: bool = Field(False, description="train the best config on train+held-out and score the test "
+                                                  "split at the end")
 
     @model_validator(mode="after")
     def _check(self) -> "TuneConfig":

@@ -51,3 +51,24 @@ def test_eval_missing_run_dir(tmp_path):
     result = run_cli("eval", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"genmodels: error: {tmp_path / 'nope'}: no such run directory"
+
+
+def test_every_option_says_its_default():
+    import argparse
+
+    from genmodels.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    missing = []
+    for parser in parsers(build_parser()):
+        for action in parser._actions:
+            if action.option_strings and action.dest not in ("help",) and not isinstance(action, argparse._SubParsersAction):
+                if "default" not in (action.help or "") and "required" not in (action.help or ""):
+                    missing.append(f"{parser.prog} {action.option_strings[0]}")
+    assert not missing, missing

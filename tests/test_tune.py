@@ -29,7 +29,7 @@ def write_study(tmp_path, **tune):
            "objectives": ["neg_elbo"], "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
            **tune}
     path = tmp_path / "tune.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return str(path)
 
 
@@ -156,3 +156,27 @@ def test_list_valued_choices(tmp_path):
     assert code == 0, err
     best = yaml.safe_load((tmp_path / "runs" / "s" / "best_config.yaml").read_text())
     assert best["optim"]["betas"] in ([0.5, 0.999], [0.0, 0.9])
+
+
+def test_study_hparams_show_the_searched_fields_and_the_objective(tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    space = {"optim.lr": {"type": "categorical", "choices": [1e-3, 3e-3]},
+             "model.hidden": {"type": "categorical", "choices": [16, 24]},
+             "optim.betas": {"type": "categorical", "choices": [[0.5, 0.999], [0.9, 0.999]]}}
+    tune_study(write_study(tmp_path, n_trials=8, set=["train.epochs=1"], sampler={"name": "grid"}, space=space),
+               quiet=True)
+    columns, values = [], []
+    for t in load(tmp_path).trials:
+        acc = EventAccumulator(t.user_attrs["run_dir"])
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+        columns.append([h.name for h in experiment.hparam_infos])
+        assert [m.name.tag for m in experiment.metric_infos] == ["hparams/heldout_neg_elbo"]
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        values.append({k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                       for k, v in start.session_start_info.hparams.items()})
+    assert all(c == list(space) for c in columns), columns  # the searched fields, in the order of the space
+    for key in space:  # no column is the same for every trial
+        assert len({v[key] for v in values}) > 1, key

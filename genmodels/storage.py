@@ -7,9 +7,11 @@ before any trial runs; heartbeats let another worker fail and retry the trial of
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zlib
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import optuna
 import sqlalchemy
@@ -17,6 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
 from genmodels.errors import UserError
+from genmodels.files import exclusive
 
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a trial silent this long belongs to a dead worker
@@ -55,7 +58,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
-        with warnings.catch_warnings(), _schema_lock(url, dialect.name, engine_kwargs):
+        with warnings.catch_warnings(), _schema_lock(url, dialect.name, engine_kwargs), _sqlite_lock(url):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, engine_kwargs=engine_kwargs,
@@ -65,6 +68,18 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     except Exception as exc:  # sqlalchemy's errors for a bad URL, a refused connection, a wrong password
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--storage {safe_url(url)}: cannot open the study storage ({reason[:300]})") from None
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    """Held while Optuna creates its tables in a SQLite file that several worker processes open
+    at once: each stamps the schema version on a new file, and two first stamps collide."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:" or not Path(database).parent.is_dir():
+        yield
+        return
+    with exclusive(f"{database}.lock"):
+        yield
 
 
 class _schema_lock:

@@ -133,3 +133,25 @@ def test_sigterm_to_a_study_with_workers_leaves_no_process_and_no_running_trial(
     assert not [p for p in family if alive(p)]
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}").trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def _open(url):
+    from genmodels.storage import open_storage
+    open_storage(url)
+    return url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_opening_an_empty_storage_together(tmp_path, kind, request):
+    """Workers started at the same moment on a new storage (workers on several machines, or a
+    dashboard opened first) all open it: the first one creates Optuna's tables, the others wait."""
+    import multiprocessing
+    url = f"sqlite:///{tmp_path / 'new.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    if kind == "postgresql":  # a database no study has used yet
+        engine = __import__("sqlalchemy").create_engine(url)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("CREATE DATABASE fresh")
+        engine.dispose()
+        url = url.rsplit("/", 1)[0] + "/fresh"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.map(_open, [url] * 4) == [url] * 4

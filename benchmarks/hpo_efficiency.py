@@ -40,7 +40,8 @@ STRATEGIES = {
     "random": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
     "tpe": {"sampler": {"name": "tpe"}, "pruner": {"name": "none"}},
     "gp": {"sampler": {"name": "gp"}, "pruner": {"name": "none"}},
-    "tpe+median": {"sampler": {"name": "tpe"}, "pruner": {"name": "median", "n_warmup_steps": 1}},
+    # The default with 5 start-up trials instead of twice the searched fields (10 here).
+    "tpe5+median": {"sampler": {"name": "tpe", "n_startup_trials": 5}, "pruner": {"name": "median"}},
     "tpe+sha": {"sampler": {"name": "tpe"}, "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
                                                              "reduction_factor": 3}},

@@ -52,13 +52,13 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         raise _driver_error(url, exc.name) from None
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise UserError(f"--storage {safe_url(url)}: not a database URL ({str(exc).splitlines()[0]})") from None
-    if url.startswith("sqlite"):
+    if dialect.name == "sqlite":
         # Several worker processes share one SQLite file: wait for its lock instead of failing.
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
-        with warnings.catch_warnings(), _schema_lock(url, dialect.name, engine_kwargs), _sqlite_lock(url):
+        with warnings.catch_warnings(), _schema_lock(url, dialect.name, engine_kwargs):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, engine_kwargs=engine_kwargs,
@@ -71,33 +71,23 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 @contextlib.contextmanager
-def _sqlite_lock(url: str) -> Iterator[None]:
-    """Held while Optuna creates its tables in a SQLite file that several worker processes open
-    at once: each stamps the schema version on a new file, and two first stamps collide."""
-    database = make_url(url).database if url.startswith("sqlite") else None
+def _schema_lock(url: str, dialect: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Held while Optuna creates its tables, so that workers (and a dashboard) opening an empty
+    storage at the same moment do not race: on PostgreSQL two creators of the same tables fail
+    or wait on each other's catalog rows (an advisory lock serialises them); in a new SQLite file
+    two first stamps of the schema version collide (a lock file beside it)."""
+    if dialect == "postgresql":
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        try:
+            with engine.connect() as connection:  # closing the session releases its advisory lock
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+                yield
+        finally:
+            engine.dispose()
+        return
+    database = make_url(url).database if dialect == "sqlite" else None
     if not database or database == ":memory:" or not Path(database).parent.is_dir():
         yield
         return
     with exclusive(f"{database}.lock"):
         yield
-
-
-class _schema_lock:
-    """Held while Optuna creates its tables on a PostgreSQL server: workers (and a dashboard)
-    that open an empty database at the same moment would otherwise race to create the same
-    tables, and one of them fails or waits on the other's catalog rows."""
-
-    def __init__(self, url: str, dialect: str, engine_kwargs: dict[str, Any]):
-        self.engine = sqlalchemy.create_engine(url, **engine_kwargs) if dialect == "postgresql" else None
-        self.connection: sqlalchemy.Connection | None = None
-
-    def __enter__(self) -> None:
-        if self.engine is not None:
-            self.connection = self.engine.connect()
-            self.connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
-
-    def __exit__(self, *exc: object) -> None:
-        if self.connection is not None:
-            self.connection.close()  # ends the session, which releases its advisory lock
-        if self.engine is not None:
-            self.engine.dispose()

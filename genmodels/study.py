@@ -90,7 +90,8 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
     """Create or load the study. `parallel`: other workers share it (local ones, or any on a
     database server)."""
     tune.study_dir().mkdir(parents=True, exist_ok=True)
-    rdb = open_storage(storage or tune.storage_url())
+    url = storage or tune.storage_url()
+    rdb = open_storage(url)
     try:
         existing = len(rdb.get_all_trials(rdb.get_study_id_from_name(tune.study_name), deepcopy=False))
     except KeyError:
@@ -98,7 +99,7 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
     return optuna.create_study(
         study_name=tune.study_name, storage=rdb, load_if_exists=True, directions=tune.directions,
         sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker),
-                             parallel or not (storage or tune.storage_url()).startswith("sqlite")),
+                             parallel or not url.startswith("sqlite")),
         pruner=make_pruner(tune, max_epochs),
     )
 

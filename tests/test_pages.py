@@ -75,6 +75,12 @@ def expect(url, tmp_path, name, *needles):
     assert not missing, f"{missing} not on the page (screenshot: test-artifacts/{name}.png): {text[:2000]}"
 
 
+def study_id_of(name, port):
+    """The dashboard's id of the study `name`, once it lists it."""
+    summaries = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies").read())["study_summaries"]
+    return next((s["study_id"] for s in summaries if s["study_name"] == name), None)
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
@@ -114,10 +120,11 @@ def test_dashboard_on_postgresql_while_workers_write(tmp_path, postgres_url):
                  f"http://127.0.0.1:{port}/api/studies")
     try:
         deadline = time.monotonic() + 120
-        while b"live_study" not in urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies").read():
+        while (study_id := study_id_of("live_study", port)) is None:  # the database may hold other tests' studies
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        expect(f"http://127.0.0.1:{port}/dashboard/studies/1/trials", tmp_path, "dashboard-live", "live_study", "Trial 0 Running", "optim.lr")
+        expect(f"http://127.0.0.1:{port}/dashboard/studies/{study_id}/trials", tmp_path, "dashboard-live", "live_study",
+               "Trial 0 Running", "optim.lr")
     finally:
         stop(proc)
         workers.terminate()

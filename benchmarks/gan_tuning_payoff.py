@@ -78,7 +78,8 @@ def ranking(study_dir: Path, study_name: str) -> dict:
                 and "duplicate_of" not in t.user_attrs]
     rows = []
     for t in complete:
-        cfg, model, _ = load_run(t.user_attrs["run_dir"], "best")
+        # A trial's run folder is inside the study's folder, wherever the study was started from.
+        cfg, model, _ = load_run(study_dir / Path(t.user_attrs["run_dir"]).name, "best")
         data = load_data(cfg.data)
         heldout = {}
         for n in (1000, cfg.eval.fid_samples):
@@ -89,7 +90,8 @@ def ranking(study_dir: Path, study_name: str) -> dict:
         rows.append({"trial": t.number, "objective": t.value, "fid_1000": heldout[1000]["fid"],
                      "kid": heldout[cfg.eval.fid_samples]["kid"], "fid_inf": heldout[cfg.eval.fid_samples]["fid_inf"],
                      f"fid_{cfg.eval.fid_samples}": heldout[cfg.eval.fid_samples]["fid"],
-                     "test_fid_10000": test["fid"], "intermediate": t.intermediate_values})
+                     "test_fid_10000": test["fid"], "intermediate": t.intermediate_values,
+                     "run": Path(t.user_attrs["run_dir"]).name})
         print(f"trial {t.number}: objective {t.value:.3f}  held-out FID@1000 {rows[-1]['fid_1000']:.3f}  "
               f"KID {rows[-1]['kid']:.4f}  FID-inf {rows[-1]['fid_inf']:.3f}  test FID@10000 {test['fid']:.3f}",
               flush=True)
@@ -97,19 +99,31 @@ def ranking(study_dir: Path, study_name: str) -> dict:
     keys = ["objective", "fid_1000", "kid", "fid_inf"] + [k for k in rows[0] if k.startswith("fid_") and
                                                          k not in ("fid_1000", "fid_inf")] if rows else []
     spearman = {k: round(float(spearmanr([r[k] for r in rows], test_fid).statistic), 3) for k in keys} if len(rows) > 2 else {}
+    pruning = pruning_ranks(rows, study_dir)
+    return {"completed_trials": len(rows), "spearman_with_test_fid_10000": spearman, "pruning_report": pruning,
+            "trials": rows}
+
+
+def pruning_ranks(rows: list[dict], study_dir: Path) -> dict:
+    """At each report step, how well the latest held-out value and the best so far rank the trials by
+    their final test FID (Spearman). The pruner saw one of the two (`pruner.report`); the other comes
+    from the evaluation history in the trial's metrics.json, one entry per report (at the report step
+    nearest its image count: an evaluation lands within a batch of its step)."""
     pruning = {}
-    steps = sorted({s for r in rows for s in r["intermediate"]})
-    for step in steps:
-        have = [r for r in rows if step in r["intermediate"]]
+    for r in rows:
+        metrics = json.loads((study_dir / r["run"] / "metrics.json").read_text())
+        steps = [int(s) for s in r["intermediate"]]
+        r["raw"] = {min(steps, key=lambda s: abs(s - h["images"])): h[metrics["monitor"]] for h in metrics["history"]}
+    for step in sorted({int(s) for r in rows for s in r["raw"]}):
+        have = [r for r in rows if step in r["raw"]]
         if len(have) < 3:
             continue
-        raw = [r["intermediate"][step] for r in have]
-        best = [min(v for s, v in r["intermediate"].items() if s <= step) for r in have]
+        raw = [r["raw"][step] for r in have]
+        best = [min(v for s, v in r["raw"].items() if s <= step) for r in have]
         target = [r["test_fid_10000"] for r in have]
         pruning[step] = {"trials": len(have), "raw": round(float(spearmanr(raw, target).statistic), 3),
                          "best_so_far": round(float(spearmanr(best, target).statistic), 3)}
-    return {"completed_trials": len(rows), "spearman_with_test_fid_10000": spearman, "pruning_report": pruning,
-            "trials": rows}
+    return pruning
 
 
 def main() -> None:
@@ -134,6 +148,7 @@ def main() -> None:
             scores, seconds = train_config(path, f"{label}-{seed}", seed, args.images, runs)
             out.setdefault(label, {})[str(seed)] = {**scores, "train_seconds": round(seconds, 1)}
             print(f"{label:<8} seed {seed}: {scores}  ({seconds:.0f}s)", flush=True)
+            write_result("gan_tuning_payoff", out)  # each run is minutes of CPU: keep it as soon as it ends
             _, model, _ = load_run(runs / f"{label}-{seed}", "last")
             grids.setdefault(label, model.sample(64, torch.Generator().manual_seed(0)))
     if "examples" in args.only:
@@ -147,6 +162,7 @@ def main() -> None:
             out.setdefault("examples", {})[str(seed)] = {**scores, "features": quality.name,
                                                         "train_seconds": round(seconds, 1)}
             print(f"examples seed {seed}: {scores}  ({seconds:.0f}s)", flush=True)
+            write_result("gan_tuning_payoff", out)
     if "ranking" in args.only:  # a study's folder is named after it
         out["ranking"] = ranking(study_dir, study_dir.name)
         print(json.dumps({k: v for k, v in out["ranking"].items() if k != "trials"}, indent=2), flush=True)

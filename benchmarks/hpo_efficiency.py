@@ -9,11 +9,13 @@ interquartile range over seeds). Writes benchmarks/results/hpo_efficiency[-<tag>
 A documented run, not CI (about 40 minutes per 10 seeds with --jobs 2 on 2 CPU cores):
 
     GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py --seeds 0 1 2 3 4 5 6 7 8 9 [--jobs 2]
+        [--strategies default tpe+sha] [--random-from benchmarks/results/hpo_efficiency-seeds0-9.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import statistics
@@ -43,6 +45,8 @@ STRATEGIES = {
     # The default with 5 start-up trials instead of twice the searched fields (10 here).
     "tpe5+median": {"sampler": {"name": "tpe", "n_startup_trials": 5}, "pruner": {"name": "median"}},
     "tpe+sha": {"sampler": {"name": "tpe"}, "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
+    "tpe5+sha": {"sampler": {"name": "tpe", "n_startup_trials": 5},
+                 "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
                                                              "reduction_factor": 3}},
     "default": {},
@@ -122,13 +126,15 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--jobs", type=int, default=2, help="studies run side by side, one thread each")
     parser.add_argument("--tag", default="", help="suffix for the result files (e.g. the seed set)")
+    parser.add_argument("--random-from", type=Path, help="an earlier result file whose random-search curves to "
+                        "reuse: random search is deterministic for a seed on CPU, so rerunning it only costs time")
     args = parser.parse_args()
     strategies = ["random"] + [s for s in args.strategies if s != "random"]
+    done = reused_random(args.random_from, args.seeds, args.budget) if args.random_from else {}
     runs = tempfile.mkdtemp(prefix="hpo-")
-    jobs = [(s, seed, args.budget, runs) for seed in args.seeds for s in strategies]
+    jobs = [(s, seed, args.budget, runs) for seed in args.seeds for s in strategies if (s, seed) not in done]
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        done = {}
         for strategy, seed, points, seconds in pool.imap_unordered(run_study, jobs):
             done[strategy, seed] = points
             print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
@@ -162,15 +168,43 @@ def main() -> None:
         print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never'):>40} "
               f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
     print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
-    plot(done, strategies, args.seeds, args.budget, args.tag)
-    write_result(f"hpo_efficiency{'-' + args.tag if args.tag else ''}", {
+    name = f"hpo_efficiency{'-' + args.tag if args.tag else ''}"
+    plot(done, strategies, args.seeds, args.budget, name)
+    (RESULTS / f"{name}.md").write_text(markdown(summary, table, args.seeds))
+    write_result(name, {
         "space": str(SPACE.relative_to(ROOT)), "budget_epochs": args.budget, "seeds": args.seeds,
+        "random_from": str(args.random_from) if args.random_from else None,
         "wall_minutes": round(wall / 60, 1), "jobs": args.jobs, "summary": summary, "per_strategy": table,
         "curves": {f"{s}/{seed}": p for (s, seed), p in done.items()},
     })
 
 
-def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, tag: str) -> None:
+def reused_random(path: Path, seeds: list[int], budget: int) -> dict[tuple[str, int], list[tuple[int, float]]]:
+    earlier = json.loads(path.read_text())
+    if earlier["budget_epochs"] != budget or any(f"random/{seed}" not in earlier["curves"] for seed in seeds):
+        raise SystemExit(f"{path}: needs random-search curves for seeds {seeds} at a budget of {budget} epochs")
+    return {("random", seed): [tuple(p) for p in earlier["curves"][f"random/{seed}"]] for seed in seeds}
+
+
+def markdown(summary: dict, table: list[dict], seeds: list[int]) -> str:
+    """The summary and per-seed tables as Markdown, for docs/tuning.md."""
+    lines = ["| strategy | reached random's best | median share of random's epochs [95% CI] | better at equal epochs "
+             "| median best |", "|---|---|---|---|---|"]
+    for s, v in summary.items():
+        share = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
+        lines.append(f"| {s} | {v['reached']}/{v['seeds']} | {share.replace('inf%', 'never').replace('nan%', 'never')} "
+                     f"| {v['better_at_equal_epochs']}/{v['seeds']} | {v['median_best']:.2f} |")
+    others = [t for t in table if t["strategy"] != "random"]
+    lines += ["", "| seed | random best | " + " | ".join(f"{t['strategy']}: best (epochs to random's best)"
+                                                     for t in others) + " |", "|---" * (2 + len(others)) + "|"]
+    for i, seed in enumerate(seeds):
+        cells = [f"{t['per_seed'][i]['best']:.2f} ({t['per_seed'][i]['epochs_to_random_best'] or 'never'})"
+                 for t in others]
+        lines.append(f"| {seed} | {table[0]['per_seed'][i]['best']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, name: str) -> None:
     grid = np.arange(1, budget + 1)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for s in strategies:
@@ -186,7 +220,7 @@ def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, tag: 
     ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / f"hpo_efficiency{'-' + tag if tag else ''}.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def ranking(study_dir: Path, study_name: str) -> dict:
     rows = []
     for t in complete:
         # A trial's run folder is inside the study's folder, wherever the study was started from.
-        cfg, model, _ = load_run(study_dir / Path(t.user_attrs["run_dir"]).name, "best")
+        run = Path(t.user_attrs["run_dir"]).name
+        cfg, model, _ = load_run(study_dir / run, "best")
         data = load_data(cfg.data)
         heldout = {}
         for n in (1000, cfg.eval.fid_samples):
@@ -91,7 +92,7 @@ def ranking(study_dir: Path, study_name: str) -> dict:
                      "kid": heldout[cfg.eval.fid_samples]["kid"], "fid_inf": heldout[cfg.eval.fid_samples]["fid_inf"],
                      f"fid_{cfg.eval.fid_samples}": heldout[cfg.eval.fid_samples]["fid"],
                      "test_fid_10000": test["fid"], "intermediate": t.intermediate_values,
-                     "run": Path(t.user_attrs["run_dir"]).name})
+                     "run": run})
         print(f"trial {t.number}: objective {t.value:.3f}  held-out FID@1000 {rows[-1]['fid_1000']:.3f}  "
               f"KID {rows[-1]['kid']:.4f}  FID-inf {rows[-1]['fid_inf']:.3f}  test FID@10000 {test['fid']:.3f}",
               flush=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Feature classifiers and real-feature statistics go to a fresh folder per test session, so the
 # suite exercises training them on demand and never reads a cache left by an earlier run.
-os.environ.setdefault("GENMODELS_CACHE", tempfile.mkdtemp(prefix="genmodels-cache-"))
+# The folder goes when the session ends, so repeated runs do not fill the disk.
+if "GENMODELS_CACHE" not in os.environ:
+    os.environ["GENMODELS_CACHE"] = tempfile.mkdtemp(prefix="genmodels-cache-")
+    atexit.register(shutil.rmtree, os.environ["GENMODELS_CACHE"], ignore_errors=True)
 # Configs written by tests name no data root: they find the shared datasets the way users do.
 if not os.environ.get("GENMODELS_DATA") and (REPO.parent / "shared" / "datasets").is_dir():
     os.environ["GENMODELS_DATA"] = str(REPO.parent / "shared" / "datasets")

@@ -10,6 +10,7 @@ A documented run, not CI (about 40 minutes per 10 seeds with --jobs 2 on 2 CPU c
 
     GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py --seeds 0 1 2 3 4 5 6 7 8 9 [--jobs 2]
         [--strategies default tpe+sha] [--random-from benchmarks/results/hpo_efficiency-seeds0-9.json]
+        [--tag NAME [--resume]]
 """
 
 from __future__ import annotations
@@ -137,11 +138,17 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     parser.add_argument("--jobs", type=int, default=2, help="studies run side by side, one thread each")
     parser.add_argument("--tag", default="", help="suffix for the result files (e.g. the seed set)")
+    parser.add_argument("--resume", action="store_true", help="reuse the studies an interrupted run of the same "
+                        "--tag finished (benchmarks/results/hpo_efficiency-<tag>.partial.json)")
     parser.add_argument("--random-from", type=Path, help="an earlier result file whose random-search curves to "
                         "reuse: random search is deterministic for a seed on CPU, so rerunning it only costs time")
     args = parser.parse_args()
     strategies = ["random"] + [s for s in args.strategies if s != "random"]
+    name = f"hpo_efficiency{'-' + args.tag if args.tag else ''}"
+    partial = RESULTS / f"{name}.partial.json"
     done = reused_random(args.random_from, args.seeds, args.budget) if args.random_from else {}
+    if args.resume and partial.exists():
+        done.update(reused(partial, strategies, args.seeds, args.budget))
     runs_dir = tempfile.TemporaryDirectory(prefix="hpo-")
     runs = runs_dir.name
     jobs = [(s, seed, args.budget, runs) for seed in args.seeds for s in strategies if (s, seed) not in done]
@@ -151,6 +158,9 @@ def main() -> None:
             done[strategy, seed] = points
             print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
                   f"({seconds:.0f}s)", flush=True)
+            # Each finished study at once: an interrupted run resumes from here with --resume.
+            partial.write_text(json.dumps({"budget_epochs": args.budget,
+                                           "curves": {f"{s}/{n}": c for (s, n), c in done.items()}}))
     wall = time.perf_counter() - start
     table, summary = [], {}
     for s in strategies:
@@ -180,7 +190,6 @@ def main() -> None:
         print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never'):>40} "
               f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
     print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
-    name = f"hpo_efficiency{'-' + args.tag if args.tag else ''}"
     plot(done, strategies, args.seeds, args.budget, name)
     (RESULTS / f"{name}.md").write_text(markdown(summary, table, args.seeds))
     write_result(name, {
@@ -189,6 +198,7 @@ def main() -> None:
         "wall_minutes": round(wall / 60, 1), "jobs": args.jobs, "summary": summary, "per_strategy": table,
         "curves": {f"{s}/{seed}": p for (s, seed), p in done.items()},
     })
+    partial.unlink(missing_ok=True)
 
 
 def reused_random(path: Path, seeds: list[int], budget: int) -> dict[tuple[str, int], list[tuple[int, float]]]:
@@ -196,6 +206,15 @@ def reused_random(path: Path, seeds: list[int], budget: int) -> dict[tuple[str, 
     if earlier["budget_epochs"] != budget or any(f"random/{seed}" not in earlier["curves"] for seed in seeds):
         raise SystemExit(f"{path}: needs random-search curves for seeds {seeds} at a budget of {budget} epochs")
     return {("random", seed): [tuple(p) for p in earlier["curves"][f"random/{seed}"]] for seed in seeds}
+
+
+def reused(path: Path, strategies: list[str], seeds: list[int], budget: int) -> dict[tuple[str, int], list]:
+    """The curves an interrupted run of the same command finished (its .partial.json)."""
+    earlier = json.loads(path.read_text())
+    if earlier["budget_epochs"] != budget:
+        raise SystemExit(f"{path}: budget {earlier['budget_epochs']} epochs, not {budget}; remove it to start over")
+    return {(s, seed): [tuple(p) for p in earlier["curves"][f"{s}/{seed}"]]
+            for s in strategies for seed in seeds if f"{s}/{seed}" in earlier["curves"]}
 
 
 def markdown(summary: dict, table: list[dict], seeds: list[int]) -> str:

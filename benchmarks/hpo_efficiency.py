@@ -53,7 +53,6 @@ STRATEGIES = {
                   "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2}},
     "tpe7+sha": {"sampler": {"name": "tpe", "n_startup_trials": 7},
                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
-    "gp+sha": {"sampler": {"name": "gp"}, "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
                                                              "reduction_factor": 3}},
     "default": {},

@@ -128,7 +128,7 @@ class TuneConfig(StrictModel):
     space: dict[str, ParamSpec] = Field(description="searched fields by dotted path: {type: float|int|categorical, "
                                                     "low, high, log, step, choices}")
     sampler: SamplerConfig = SamplerConfig()
-    pruner: PrunerConfig = PrunerConfig()
+    pruner: PrunerConfig = Field(PrunerConfig(), description="median pruning by default; none with sampler gp")
     runs_dir: str = Field("runs", description="parent of the study folder")
     storage: str | None = Field(None, description="Optuna storage URL (none: sqlite:///<runs_dir>/<study_name>/"
                                                   "study.db)")
@@ -141,6 +141,14 @@ class TuneConfig(StrictModel):
             raise ValueError("'directions' needs one entry per objective")
         if not self.space:
             raise ValueError("'space' needs at least one field to search")
+        if self.sampler.name == "gp" and self.pruner.name != "none":
+            # Optuna's GP models completed trials only: a pruned trial leaves no trace, so the GP
+            # proposes the same parameters again and again (each then a zero-cost duplicate).
+            if "pruner" in self.model_fields_set:
+                raise ValueError(f"pruner: '{self.pruner.name}' cannot go with sampler 'gp', which learns nothing "
+                                 "from pruned trials and proposes them again; use pruner: {name: none}, or sampler "
+                                 "'tpe'")
+            object.__setattr__(self, "pruner", PrunerConfig(name="none"))
         return self
 
     def trial_budget(self) -> int:

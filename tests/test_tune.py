@@ -180,3 +180,17 @@ def test_study_hparams_show_the_searched_fields_and_the_objective(tmp_path):
     assert all(c == list(space) for c in columns), columns  # the searched fields, in the order of the space
     for key in space:  # no column is the same for every trial
         assert len({v[key] for v in values}) > 1, key
+
+
+def test_gp_sampler_runs_without_pruning_and_refuses_a_pruner(tmp_path):
+    # Optuna's GP ignores pruned trials and would propose their parameters again and again.
+    path = write_study(tmp_path, sampler={"name": "gp", "n_startup_trials": 2})
+    tune, _ = load_tune_config(path)
+    assert tune.pruner.name == "none"
+    assert cli("tune", path)[0] == 0
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len({t.params["optim.lr"] for t in trials}) == 4
+    path = write_study(tmp_path, sampler={"name": "gp"}, pruner={"name": "median"})
+    code, _, err = cli("tune", path)
+    assert code == 2 and "pruner: 'median' cannot go with sampler 'gp'" in err and len(err.strip().splitlines()) == 1

@@ -73,22 +73,31 @@ def make_sampler(tune: TuneConfig, seed: int, parallel: bool = False) -> optuna.
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-def make_pruner(tune: TuneConfig, max_epochs: int) -> optuna.pruners.BasePruner:
+def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = None) -> optuna.pruners.BasePruner:
+    """The study's pruner. Trials report at steps in epochs, or in images seen every
+    `report_every` images (train.eval_every_images): successive halving's and hyperband's
+    resources count reports, so they are scaled to the step's unit (a first cut at "1" image
+    would otherwise run every rung at a trial's first report)."""
     p = tune.pruner
+    unit = report_every or 1
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
     if p.name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
+                                                      reduction_factor=p.reduction_factor)
     if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_epochs,
+        # A trial's last image step depends on the data size: estimated from the first finished trial.
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource * unit,
+                                              max_resource=max_epochs if report_every is None else "auto",
                                               reduction_factor=p.reduction_factor)
     return optuna.pruners.NopPruner()
 
 
 def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1, worker: int = 0,
-               parallel: bool = False) -> optuna.Study:
+               parallel: bool = False, report_every: int | None = None) -> optuna.Study:
     """Create or load the study. `parallel`: other workers share it (local ones, or any on a
-    database server)."""
+    database server); `max_epochs` and `report_every`: the base's train.epochs and
+    train.eval_every_images, the pruner's resources."""
     tune.study_dir().mkdir(parents=True, exist_ok=True)
     url = storage or tune.storage_url()
     rdb = open_storage(url)
@@ -100,7 +109,7 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
         study_name=tune.study_name, storage=rdb, load_if_exists=True, directions=tune.directions,
         sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker),
                              parallel or not url.startswith("sqlite")),
-        pruner=make_pruner(tune, max_epochs),
+        pruner=make_pruner(tune, max_epochs, report_every),
     )
 
 
@@ -195,9 +204,10 @@ def run_worker(config_path: str, overrides: list[str], storage: str | None, inde
     setup_process(threads)  # a spawned interpreter starts without it
     _exit_with_parent(os.getppid())
     tune, base = load_tune_config(config_path, overrides)
-    max_epochs = validate(Config, base, config_path).train.epochs
+    train = validate(Config, base, config_path).train
     try:
-        optimize(open_study(tune, storage, max_epochs, worker=index, parallel=True), tune, base, quiet)
+        optimize(open_study(tune, storage, train.epochs, worker=index, parallel=True,
+                            report_every=train.eval_every_images), tune, base, quiet)
     except KeyboardInterrupt as exc:
         sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
@@ -230,8 +240,8 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     if not distributed.is_main():  # under torchrun rank 0 owns the study; this rank trains its trials
         follow(tune, base, quiet)
         return None, tune, base
-    max_epochs = validate(Config, base, config_path).train.epochs
-    study = open_study(tune, storage, max_epochs, worker=0, parallel=workers > 1)
+    train = validate(Config, base, config_path).train
+    study = open_study(tune, storage, train.epochs, worker=0, parallel=workers > 1, report_every=train.eval_every_images)
     procs = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
     threads = threads_per_process(workers)

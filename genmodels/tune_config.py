@@ -104,7 +104,8 @@ class PrunerConfig(StrictModel):
                                                                 "below the median, successive halving, hyperband")
     n_startup_trials: int = Field(3, ge=0, description="median: trials that finish before any is pruned")
     n_warmup_steps: int = Field(1, ge=0, description="median: report steps (epochs or images) a trial always gets")
-    min_resource: int = Field(1, ge=1, description="sha, hyperband: report steps before the first cut")
+    min_resource: int = Field(1, ge=1, description="sha, hyperband: reports (epochs, or evaluations every "
+                                                             "train.eval_every_images) before the first cut")
     reduction_factor: int = Field(3, ge=2, description="sha, hyperband: 1 in this many trials goes on at each cut")
     report: Literal["last", "best"] = Field("last", description="the value reported at each step: the latest, or "
                                                                 "the best so far (steadier for GANs)")

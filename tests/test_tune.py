@@ -194,3 +194,15 @@ def test_gp_sampler_runs_without_pruning_and_refuses_a_pruner(tmp_path):
     path = write_study(tmp_path, sampler={"name": "gp"}, pruner={"name": "median"})
     code, _, err = cli("tune", path)
     assert code == 2 and "pruner: 'median' cannot go with sampler 'gp'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_successive_halving_counts_reports_when_trials_report_every_k_images(tmp_path):
+    # Reports at 1,024, 2,048, 3,072 and 4,096 images: halving cuts after the 1st, 2nd and 4th report.
+    # Counted in raw image steps, every rung up to 1,024 would be passed at the first report.
+    path = write_study(tmp_path, n_trials=1, set=["train.epochs=1", "train.eval_every_images=1024"],
+                       pruner={"name": "sha", "min_resource": 1, "reduction_factor": 2})
+    assert cli("tune", path)[0] == 0
+    (trial,) = load(tmp_path).trials
+    assert sorted(trial.intermediate_values) == [1024, 2048, 3072, 4096]
+    assert sorted(k for k in trial.system_attrs if k.startswith("completed_rung_")) == [
+        "completed_rung_0", "completed_rung_1", "completed_rung_2"]

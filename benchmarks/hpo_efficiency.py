@@ -145,7 +145,9 @@ def main() -> None:
     strategies = ["random"] + [s for s in args.strategies if s != "random"]
     name = f"hpo_efficiency{'-' + args.tag if args.tag else ''}"
     partial = RESULTS / f"{name}.partial.json"
-    done = reused_random(args.random_from, args.seeds, args.budget) if args.random_from else {}
+    done = reused(args.random_from, ["random"], args.seeds, args.budget) if args.random_from else {}
+    if args.random_from and len(done) < len(args.seeds):
+        raise SystemExit(f"{args.random_from}: needs random-search curves for seeds {args.seeds}")
     if args.resume and partial.exists():
         done.update(reused(partial, strategies, args.seeds, args.budget))
     runs_dir = tempfile.TemporaryDirectory(prefix="hpo-")
@@ -158,8 +160,7 @@ def main() -> None:
             print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
                   f"({seconds:.0f}s)", flush=True)
             # Each finished study at once: an interrupted run resumes from here with --resume.
-            partial.write_text(json.dumps({"budget_epochs": args.budget,
-                                           "curves": {f"{s}/{n}": c for (s, n), c in done.items()}}))
+            partial.write_text(json.dumps({"budget_epochs": args.budget, "curves": encoded(done)}))
     wall = time.perf_counter() - start
     table, summary = [], {}
     for s in strategies:
@@ -195,23 +196,22 @@ def main() -> None:
         "space": str(SPACE.relative_to(ROOT)), "budget_epochs": args.budget, "seeds": args.seeds,
         "random_from": str(args.random_from) if args.random_from else None,
         "wall_minutes": round(wall / 60, 1), "jobs": args.jobs, "summary": summary, "per_strategy": table,
-        "curves": {f"{s}/{seed}": p for (s, seed), p in done.items()},
+        "curves": encoded(done),
     })
     partial.unlink(missing_ok=True)
 
 
-def reused_random(path: Path, seeds: list[int], budget: int) -> dict[tuple[str, int], list[tuple[int, float]]]:
-    earlier = json.loads(path.read_text())
-    if earlier["budget_epochs"] != budget or any(f"random/{seed}" not in earlier["curves"] for seed in seeds):
-        raise SystemExit(f"{path}: needs random-search curves for seeds {seeds} at a budget of {budget} epochs")
-    return {("random", seed): [tuple(p) for p in earlier["curves"][f"random/{seed}"]] for seed in seeds}
+def encoded(done: dict[tuple[str, int], list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
+    """Curves keyed "strategy/seed", as result files store them."""
+    return {f"{s}/{seed}": points for (s, seed), points in done.items()}
 
 
 def reused(path: Path, strategies: list[str], seeds: list[int], budget: int) -> dict[tuple[str, int], list]:
-    """The curves an interrupted run of the same command finished (its .partial.json)."""
+    """The curves a result file (or an interrupted run's .partial.json) holds for these strategies
+    and seeds."""
     earlier = json.loads(path.read_text())
     if earlier["budget_epochs"] != budget:
-        raise SystemExit(f"{path}: budget {earlier['budget_epochs']} epochs, not {budget}; remove it to start over")
+        raise SystemExit(f"{path}: curves for a budget of {earlier['budget_epochs']} epochs, not {budget}")
     return {(s, seed): [tuple(p) for p in earlier["curves"][f"{s}/{seed}"]]
             for s in strategies for seed in seeds if f"{s}/{seed}" in earlier["curves"]}
 

@@ -51,6 +51,8 @@ STRATEGIES = {
                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe5+sha2": {"sampler": {"name": "tpe", "n_startup_trials": 5},
                   "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2}},
+    "tpe3+sha2": {"sampler": {"name": "tpe", "n_startup_trials": 3},
+                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2}},
     "tpe7+sha": {"sampler": {"name": "tpe", "n_startup_trials": 7},
                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
@@ -65,17 +67,19 @@ def cost(t: optuna.trial.FrozenTrial) -> int:
 
 
 class Budget:
-    """Stops the study once its trials have trained `epochs` epochs in all."""
+    """Stops the study once its trials have trained `epochs` epochs in all, or at a failed trial:
+    failures cost no epochs, so a study whose trials all fail (no data, a full disk) would never
+    end, and its curve would not be the strategy's anyway."""
 
     def __init__(self, epochs: int):
         self.epochs = epochs
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if sum(cost(t) for t in study.get_trials(deepcopy=False)) >= self.epochs:
+        if trial.state == TrialState.FAIL or sum(cost(t) for t in study.get_trials(deepcopy=False)) >= self.epochs:
             study.stop()
 
 
-def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int, float]], float]:
+def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int, float]] | None, float]:
     """One (strategy, seed) study within the epoch budget: its best-so-far curve and wall time."""
     strategy, seed, budget, runs = job
     setup_process(threads=1)
@@ -93,10 +97,14 @@ def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int,
     study = open_study(tune, max_epochs=5)
     start = time.perf_counter()
     study.optimize(Objective(tune, base, quiet=True), callbacks=[Budget(budget)], catch=(Exception,))
-    points, seconds = curve(study, budget), time.perf_counter() - start
-    failed = sum(t.state == TrialState.FAIL for t in study.trials)
-    if failed:  # a full disk, say: the curve is not this strategy's
-        print(f"warning: {strategy} seed {seed}: {failed} trials failed; rerun this study", flush=True)
+    seconds = time.perf_counter() - start
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    # A failed trial (no data, a full disk) makes the curve not this strategy's: none is kept.
+    points = None if failed else curve(study, budget)
+    if failed:
+        t = failed[0]
+        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "no reason stored")
+        print(f"{strategy} seed {seed}: trial {t.number} failed ({reason})", flush=True)
     shutil.rmtree(Path(runs) / data["study_name"])  # its trials' checkpoints: about half a gigabyte
     return strategy, seed, points, seconds
 
@@ -156,12 +164,18 @@ def main() -> None:
     start = time.perf_counter()
     with runs_dir, multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for strategy, seed, points, seconds in pool.imap_unordered(run_study, jobs):
+            if points is None:
+                continue
             done[strategy, seed] = points
             print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
                   f"({seconds:.0f}s)", flush=True)
             # Each finished study at once: an interrupted run resumes from here with --resume.
             partial.write_text(json.dumps({"budget_epochs": args.budget, "curves": encoded(done)}))
     wall = time.perf_counter() - start
+    missing = [f"{s} seed {seed}" for s, seed, *_ in jobs if (s, seed) not in done]
+    if missing:
+        raise SystemExit(f"{len(missing)} studies had failed trials ({', '.join(missing)}): fix the cause and "
+                         f"run again with --tag {args.tag or '...'} --resume")
     table, summary = [], {}
     for s in strategies:
         rows = []

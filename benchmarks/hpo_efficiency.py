@@ -23,6 +23,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -201,7 +202,7 @@ def main() -> None:
           f" {'median best':>12}")
     for s, v in summary.items():
         ci = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
-        print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never'):>40} "
+        print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never').replace('nan%', 'never'):>40} "
               f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
     print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
     plot(done, strategies, args.seeds, args.budget, name)
@@ -254,9 +255,12 @@ def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, name:
     for s in strategies:
         values = np.array([[best_at(done[s, seed], e) for e in grid] for seed in seeds])
         values[np.isinf(values)] = np.nan
-        median = np.nanmedian(values, axis=0)
+        with warnings.catch_warnings():  # epochs before any seed's first finished trial: no value, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(values, axis=0)
+            low, high = np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0)
         ax.plot(grid, median, label=s)
-        ax.fill_between(grid, np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0), alpha=0.15)
+        ax.fill_between(grid, low, high, alpha=0.15)
     ax.set_xlabel("training epochs consumed")
     ax.set_ylabel("best held-out -ELBO so far (nats)")
     ax.set_title(f"median and interquartile range over {len(seeds)} seeds")

@@ -1,12 +1,15 @@
-"""Helpers the benchmarks share: the datasets in torchvision's layout, timing rounds, results."""
+"""Helpers the benchmarks share: the datasets in torchvision's layout, a matmul peak, results."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from genmodels.data import find_dataset
 
@@ -36,3 +39,19 @@ def write_result(name: str, data: Any) -> Path:
     path.write_text(json.dumps(data, indent=2) + "\n")
     print(f"written to {path}")
     return path
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
+    """float32 matmul GFLOP/s on `device`: the ceiling that achieved rates are read against."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9

@@ -53,34 +53,14 @@ def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, b
     while done < images:
         for i, (real, _) in enumerate(loader):
             real = real.to(device)
-            b = real.size(0)
-            ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
-            # (1) update D: maximize log(D(x)) + log(1 - D(G(z)))
-            net_d.zero_grad()
-            out_real = net_d(real).view(-1)
-            err_d_real = F.binary_cross_entropy_with_logits(out_real, ones)
-            err_d_real.backward()
-            d_x = torch.sigmoid(out_real).mean().item()
-            fake = net_g(torch.randn(b, gan.latent_dim, device=device))
-            out_fake = net_d(fake.detach()).view(-1)
-            err_d_fake = F.binary_cross_entropy_with_logits(out_fake, zeros)
-            err_d_fake.backward()
-            d_g_z1 = torch.sigmoid(out_fake).mean().item()
-            opt_d.step()
-            # (2) update G: maximize log(D(G(z)))
-            net_g.zero_grad()
-            out = net_d(fake).view(-1)
-            err_g = F.binary_cross_entropy_with_logits(out, ones)
-            err_g.backward()
-            d_g_z2 = torch.sigmoid(out).mean().item()
-            opt_g.step()
-            print(f"[{epoch}][{i}/{len(loader)}] Loss_D: {(err_d_real + err_d_fake).item():.4f} "
-                  f"Loss_G: {err_g.item():.4f} D(x): {d_x:.4f} D(G(z)): {d_g_z1:.4f} / {d_g_z2:.4f}", file=log)
+            err_d, err_g, d_x, d_g_z1, d_g_z2 = step(net_g, net_d, opt_d, opt_g, real, gan.latent_dim)
+            print(f"[{epoch}][{i}/{len(loader)}] Loss_D: {err_d.item():.4f} Loss_G: {err_g.item():.4f} "
+                  f"D(x): {d_x:.4f} D(G(z)): {d_g_z1:.4f} / {d_g_z2:.4f}", file=log)
             if i % 100 == 0:
                 save_image(real, out_dir / "real_samples.png", normalize=True)
                 with torch.no_grad():
                     save_image(net_g(fixed_noise).detach(), out_dir / f"fake_samples_epoch_{epoch:03d}.png", normalize=True)
-            done += b
+            done += real.size(0)
             if done >= images:
                 break
         torch.save(net_g.state_dict(), out_dir / f"netG_epoch_{epoch}.pth")
@@ -88,6 +68,33 @@ def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, b
         epoch += 1
     return net_g, time.perf_counter() - start
 
+
+def step(net_g: nn.Module, net_d: nn.Module, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer,
+         real: torch.Tensor, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor, float, float, float]:
+    """One iteration of main.py: the discriminator on a real and a fake batch, then the generator
+    through the same fake batch. Its losses and main.py's D(x), D(G(z)) before / after D's update."""
+    b = real.size(0)
+    ones, zeros = torch.ones(b, device=real.device), torch.zeros(b, device=real.device)
+    # (1) update D: maximize log(D(x)) + log(1 - D(G(z)))
+    net_d.zero_grad()
+    out_real = net_d(real).view(-1)
+    err_d_real = F.binary_cross_entropy_with_logits(out_real, ones)
+    err_d_real.backward()
+    d_x = torch.sigmoid(out_real).mean().item()
+    fake = net_g(torch.randn(b, latent_dim, device=real.device))
+    out_fake = net_d(fake.detach()).view(-1)
+    err_d_fake = F.binary_cross_entropy_with_logits(out_fake, zeros)
+    err_d_fake.backward()
+    d_g_z1 = torch.sigmoid(out_fake).mean().item()
+    opt_d.step()
+    # (2) update G: maximize log(D(G(z)))
+    net_g.zero_grad()
+    out = net_d(fake).view(-1)
+    err_g = F.binary_cross_entropy_with_logits(out, ones)
+    err_g.backward()
+    d_g_z2 = torch.sigmoid(out).mean().item()
+    opt_g.step()
+    return err_d_real + err_d_fake, err_g, d_x, d_g_z1, d_g_z2
 
 @torch.no_grad()
 def sample(net_g: nn.Module, n: int, latent_dim: int = 100, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,10 @@ Fashion-MNIST training images, each timed end to end: the examples loop from bui
 dataset (benchmarks/examples_dcgan.py: DataLoader with main.py's default 2 workers, and with 0
 workers as a second, stronger baseline on a 2-core machine); genmodels from `build` (data
 loading) through `fit`, which includes its held-out evaluation (FID of 5,000 samples, the
-feature classifier loaded beforehand) and checkpoints. Rounds alternate their order. Writes
+feature classifier loaded beforehand) and checkpoints. Rounds alternate their order. Beside the
+rates: the FLOPs of one training step of each loop, counted by torch, and the GFLOP/s each loop
+achieves against a float32 matmul peak measured in the same run; the ratio of the two FLOP counts
+is what doing less work can give when both run their convolutions equally fast. Writes
 benchmarks/results/gan_throughput.json.
 
     GENMODELS_DATA=../shared/datasets python benchmarks/gan_throughput.py [--images 19200] [--rounds 3]
@@ -22,11 +25,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import examples_dcgan
-from common import torchvision_root, write_result
+from common import matmul_peak_gflops, torchvision_root, write_result
 from genmodels.config import Config
 from genmodels.experiment import build
+from genmodels.models import Updater
 from genmodels.runtime import setup_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +54,27 @@ def genmodels_run(cfg: Config) -> float:
     trainer = build(cfg, quiet=True, run_dir=Path(cfg.log.runs_dir) / f"run-{time.monotonic_ns()}")
     trainer.fit()
     return time.perf_counter() - start
+
+
+def flops_per_image(batch_size: int = 64) -> dict[str, float]:
+    """FLOPs of one training step per image, counted by torch: the examples loop's `step` and
+    genmodels' `training_step` on the same networks (a step after the first, with optimiser state)."""
+    gan = examples_dcgan.networks(0)
+    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch_size, 1, 28, 28) * 2 - 1
+    model = examples_dcgan.networks(0)
+    update = Updater(model.configure_optimizers(genmodels_config(Path("."), Path("."), 1).optim))
+    batch = torch.randint(0, 256, (batch_size, 1, 28, 28), dtype=torch.uint8)
+    steps = {"examples": lambda: examples_dcgan.step(gan.generator, gan.discriminator, opt_d, opt_g, real, 100),
+             "genmodels": lambda: model.training_step(batch, update)}
+    out = {}
+    for name, run_step in steps.items():
+        run_step()
+        with FlopCounterMode(display=False) as counter:
+            run_step()
+        out[name] = counter.get_total_flops() / batch_size
+    return out
 
 
 def main() -> None:
@@ -76,17 +102,25 @@ def main() -> None:
                       f"= {args.images / seconds:6.0f} images/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratios = {k: med["genmodels"] / v for k, v in med.items() if k != "genmodels"}
+    flops, peak = flops_per_image(), matmul_peak_gflops(torch.device("cpu"))
+    achieved = {k: v * flops["genmodels" if k == "genmodels" else "examples"] / 1e9 for k, v in med.items()}
     print()
     for name, value in med.items():
-        print(f"{name:<22}: {value:6.0f} images/s")
+        print(f"{name:<22}: {value:6.0f} images/s, {achieved[name]:5.1f} GFLOP/s ({achieved[name] / peak:.0%} of "
+              f"the {peak:.0f} GFLOP/s matmul peak)")
     for name, ratio in ratios.items():
         print(f"genmodels over {name}: {ratio:.2f}x")
+    print(f"FLOPs per image: examples step {flops['examples'] / 1e6:.1f} M, genmodels step "
+          f"{flops['genmodels'] / 1e6:.1f} M: less work gives {flops['examples'] / flops['genmodels']:.2f}x")
     write_result("gan_throughput", {
         "images_per_run": args.images, "rounds": args.rounds, "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
         "images_per_s": {k: round(v, 1) for k, v in med.items()},
         "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},
         "ratio_genmodels_over": {k: round(v, 3) for k, v in ratios.items()}, "target_ratio": 2.0,
+        "mflops_per_image": {k: round(v / 1e6, 2) for k, v in flops.items()},
+        "flop_ratio_examples_over_genmodels": round(flops["examples"] / flops["genmodels"], 3),
+        "achieved_gflops": {k: round(v, 1) for k, v in achieved.items()}, "matmul_peak_gflops_fp32": round(peak, 1),
     })
 
 

@@ -40,7 +40,7 @@ from genmodels.experiment import build
 from genmodels.models import Updater
 from genmodels.runtime import setup_process
 
-from common import torchvision_root
+from common import matmul_peak_gflops, torchvision_root
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -174,21 +174,6 @@ def flops_per_image(device: torch.device) -> float:
     with FlopCounterMode(display=False) as counter:
         model.training_step(batch, update)
     return counter.get_total_flops() / 128
-
-
-def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ strategy needs to reach random search's final best ("never" when it does not), a
 held-out -ELBO after 25%, 50% and 100% of the budget beside random's at the same epochs. Medians
 come with 95% bootstrap intervals; a plot shows best-so-far against epochs (median and
 interquartile range over seeds). Writes benchmarks/results/hpo_efficiency[-<tag>].json and .png.
-A documented run, not CI (about 40 minutes per 10 seeds with --jobs 2 on 2 CPU cores):
+A documented run, not CI: about 8-10 minutes per strategy and 10 seeds with --jobs 2 on 2 CPU cores
+(MNIST subset; random search can be reused from an earlier result with --random-from):
 
     GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py --seeds 0 1 2 3 4 5 6 7 8 9 [--jobs 2]
         [--strategies default tpe+sha] [--random-from benchmarks/results/hpo_efficiency-seeds0-9.json]

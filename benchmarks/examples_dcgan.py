@@ -33,6 +33,12 @@ def networks(seed: int, hidden: int = 64, latent_dim: int = 100) -> GAN:
     return GAN((1, 28, 28), arch="dcgan", n_layers=2, hidden=hidden, latent_dim=latent_dim, loss="ns")
 
 
+def optimizers(gan: GAN) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """main.py's optimisers, discriminator's then generator's: Adam 2e-4 with beta1 0.5."""
+    return (torch.optim.Adam(gan.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+            torch.optim.Adam(gan.generator.parameters(), lr=2e-4, betas=(0.5, 0.999)))
+
+
 def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, batch_size: int = 64,
           device: torch.device | str = "cpu") -> tuple[nn.Module, float]:
     """Train for `images` training images the main.py way; the generator and the wall time
@@ -47,8 +53,7 @@ def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, b
     gan = networks(seed).to(device)
     net_g, net_d = gan.generator, gan.discriminator
     fixed_noise = torch.randn(64, gan.latent_dim, device=device)
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d, opt_g = optimizers(gan)
     done, epoch = 0, 0
     while done < images:
         for i, (real, _) in enumerate(loader):
@@ -95,6 +100,7 @@ def step(net_g: nn.Module, net_d: nn.Module, opt_d: torch.optim.Optimizer, opt_g
     d_g_z2 = torch.sigmoid(out).mean().item()
     opt_g.step()
     return err_d_real + err_d_fake, err_g, d_x, d_g_z1, d_g_z2
+
 
 @torch.no_grad()
 def sample(net_g: nn.Module, n: int, latent_dim: int = 100, seed: int = 0) -> torch.Tensor:

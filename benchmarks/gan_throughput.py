@@ -60,13 +60,13 @@ def flops_per_image(batch_size: int = 64) -> dict[str, float]:
     """FLOPs of one training step per image, counted by torch: the examples loop's `step` and
     genmodels' `training_step` on the same networks (a step after the first, with optimiser state)."""
     gan = examples_dcgan.networks(0)
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d, opt_g = examples_dcgan.optimizers(gan)
     real = torch.rand(batch_size, 1, 28, 28) * 2 - 1
     model = examples_dcgan.networks(0)
     update = Updater(model.configure_optimizers(genmodels_config(Path("."), Path("."), 1).optim))
     batch = torch.randint(0, 256, (batch_size, 1, 28, 28), dtype=torch.uint8)
-    steps = {"examples": lambda: examples_dcgan.step(gan.generator, gan.discriminator, opt_d, opt_g, real, 100),
+    steps = {"examples": lambda: examples_dcgan.step(gan.generator, gan.discriminator, opt_d, opt_g, real,
+                                                        gan.latent_dim),
              "genmodels": lambda: model.training_step(batch, update)}
     out = {}
     for name, run_step in steps.items():

@@ -59,6 +59,10 @@ STRATEGIES = {
                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
     "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
                                                              "reduction_factor": 3}},
+    # A bar that rises as the study goes on: finished trials are the survivors, so a trial must stay
+    # in the best quarter of them at every epoch (successive halving compares with every trial).
+    "tpe+p25": {"sampler": {"name": "tpe"}, "pruner": {"name": "percentile", "percentile": 25.0,
+                                                       "n_startup_trials": 1, "n_warmup_steps": 0}},
     "default": {},
 }
 

@@ -82,6 +82,9 @@ def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = No
     unit = report_every or 1
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    if p.name == "percentile":
+        return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
+                                               n_warmup_steps=p.n_warmup_steps)
     if p.name == "sha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
                                                       reduction_factor=p.reduction_factor)

@@ -49,9 +49,10 @@ def test_grid_sampler_visits_exactly_the_grid(tmp_path):
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
-def test_median_pruner_prunes_a_poor_trial(tmp_path):
+@pytest.mark.parametrize("pruner", [{"name": "median"}, {"name": "percentile", "percentile": 25.0}])
+def test_median_and_percentile_pruners_prune_a_poor_trial(tmp_path, pruner):
     path = write_study(tmp_path, n_trials=3, set=["train.epochs=3"],
-                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+                       pruner={**pruner, "n_startup_trials": 2, "n_warmup_steps": 0},
                        space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
     tune, base = load_tune_config(path)
     study = open_study(tune, max_epochs=3)

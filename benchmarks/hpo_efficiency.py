@@ -63,6 +63,10 @@ STRATEGIES = {
     # in the best quarter of them at every epoch (successive halving compares with every trial).
     "tpe+p25": {"sampler": {"name": "tpe"}, "pruner": {"name": "percentile", "percentile": 25.0,
                                                        "n_startup_trials": 1, "n_warmup_steps": 0}},
+    # The default with the random start-up trials stopped at the first cut (genmodels/pruners.py).
+    "tpe+sha2+screen": {"pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True}},
+    "tpe10+sha2+screen": {"sampler": {"name": "tpe", "n_startup_trials": 10},
+                          "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True}},
     "default": {},
 }
 

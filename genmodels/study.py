@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from genmodels.config import Config
 from genmodels.errors import Interrupted, UserError
+from genmodels.pruners import StartupScreening
 from genmodels.runtime import setup_process, signals_interrupt, threads_per_process
 from genmodels.schema import validate
 from genmodels.storage import open_storage
@@ -86,8 +87,12 @@ def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = No
         return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
                                                n_warmup_steps=p.n_warmup_steps)
     if p.name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
-                                                      reduction_factor=p.reduction_factor)
+        sha = optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
+                                                     reduction_factor=p.reduction_factor)
+        startup = tune.sampler.startup_trials(len(tune.space)) if tune.sampler.name in ("tpe", "cmaes") else 0
+        if p.screen_startup and startup:
+            return StartupScreening(sha, startup, first_cut=p.min_resource * unit)
+        return sha
     if p.name == "hyperband":
         # A trial's last image step depends on the data size: estimated from the first finished trial.
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource * unit,

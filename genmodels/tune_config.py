@@ -115,6 +115,8 @@ class PrunerConfig(StrictModel):
     min_resource: int = Field(1, ge=1, description="sha, hyperband: reports (epochs, or evaluations every "
                                                              "train.eval_every_images) before the first cut")
     reduction_factor: int = Field(2, ge=2, description="sha, hyperband: 1 in this many trials goes on at each cut")
+    screen_startup: bool = Field(False, description="sha: the sampler's random start-up trials stop at the first cut "
+                                                    "(their first reports still guide TPE/CMA-ES)")
     report: Literal["last", "best"] = Field("last", description="the value reported at each step: the latest, or "
                                                                 "the best so far (steadier for GANs)")
 
@@ -158,6 +160,9 @@ class TuneConfig(StrictModel):
                                  "from pruned trials and proposes them again; use pruner: {name: none}, or sampler "
                                  "'tpe'")
             object.__setattr__(self, "pruner", PrunerConfig(name="none"))
+        screen = "screen_startup" in self.pruner.model_fields_set and self.pruner.screen_startup
+        if screen and self.pruner.name != "sha":
+            raise ValueError(f"pruner.screen_startup: goes with pruner 'sha' only, not '{self.pruner.name}'")
         return self
 
     def trial_budget(self) -> int:

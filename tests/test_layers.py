@@ -13,7 +13,7 @@ PACKAGE = REPO / "genmodels"
 # Top to bottom. A module may import from its own group and the groups below it, never above.
 LAYERS = [
     ["__main__", "cli", "dashboard", "study", "tune", "tune_config", "study_report"],  # commands and studies
-    ["storage"],  # the study storage
+    ["storage", "pruners"],  # the study storage; start-up screening around Optuna's pruners
     ["experiment"],  # the one place that assembles a run
     ["finetune", "runs"],  # a build step + a callback; reading run folders
     ["train", "evaluation", "recorder"],  # the loop; evaluating a model on a split; what a run writes

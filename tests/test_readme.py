@@ -77,7 +77,12 @@ def test_every_quick_start_command_runs(tmp_path):
                     time.sleep(0.5)
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # say which server ignored SIGTERM, and what it printed
+                proc.kill()
+                raise AssertionError(f"{command}: still running 30 s after SIGTERM; stderr:\n"
+                                     f"{proc.communicate()[1][-3000:]}") from None
     assert (tmp_path / "vae_samples.png").stat().st_size > 0
     assert (tmp_path / "finetune_samples.png").stat().st_size > 0
     assert (tmp_path / "runs" / "tune_dcgan_fashion" / "best-retrained" / "metrics.json").is_file()

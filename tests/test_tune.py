@@ -207,3 +207,29 @@ def test_successive_halving_counts_reports_when_trials_report_every_k_images(tmp
     assert sorted(trial.intermediate_values) == [1024, 2048, 3072, 4096]
     assert sorted(k for k in trial.system_attrs if k.startswith("completed_rung_")) == [
         "completed_rung_0", "completed_rung_1", "completed_rung_2"]
+
+
+def test_startup_screening_stops_the_random_start_up_trials_at_the_first_cut(tmp_path):
+    # Two start-up trials that cannot learn (lr 1e-8, 2e-8), then a good one: the start-up trials stop
+    # after epoch 1 whatever their values, halving still records them at its first rung, and the
+    # good trial, best of the three there, trains to the end.
+    path = write_study(tmp_path, n_trials=3, set=["train.epochs=3"],
+                       sampler={"name": "tpe", "n_startup_trials": 2},
+                       pruner={"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True},
+                       space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
+    tune, base = load_tune_config(path)
+    study = open_study(tune, max_epochs=3)
+    for lr in (1e-8, 2e-8, 3e-3):  # distinct: a repeated configuration would not be trained again
+        study.enqueue_trial({"optim.lr": lr})
+    optimize(study, tune, base)
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2 + [optuna.trial.TrialState.COMPLETE]
+    assert [sorted(t.intermediate_values) for t in trials] == [[1], [1], [1, 2, 3]]
+    assert all("completed_rung_0" in t.system_attrs for t in trials)
+
+
+def test_startup_screening_with_another_pruner_is_one_line(tmp_path):
+    path = write_study(tmp_path, pruner={"name": "median", "screen_startup": True})
+    code, _, err = cli("tune", path)
+    assert code == 2 and "pruner.screen_startup: goes with pruner 'sha' only, not 'median'" in err
+    assert len(err.strip().splitlines()) == 1

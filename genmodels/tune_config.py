@@ -115,8 +115,8 @@ class PrunerConfig(StrictModel):
     min_resource: int = Field(1, ge=1, description="sha, hyperband: reports (epochs, or evaluations every "
                                                              "train.eval_every_images) before the first cut")
     reduction_factor: int = Field(2, ge=2, description="sha, hyperband: 1 in this many trials goes on at each cut")
-    screen_startup: bool = Field(False, description="sha: the sampler's random start-up trials stop at the first cut "
-                                                    "(their first reports still guide TPE/CMA-ES)")
+    screen_startup: bool = Field(False, description="sha with tpe: the random start-up trials stop at the first cut "
+                                                    "(their first reports still guide TPE)")
     report: Literal["last", "best"] = Field("last", description="the value reported at each step: the latest, or "
                                                                 "the best so far (steadier for GANs)")
 
@@ -161,8 +161,10 @@ class TuneConfig(StrictModel):
                                  "'tpe'")
             object.__setattr__(self, "pruner", PrunerConfig(name="none"))
         screen = "screen_startup" in self.pruner.model_fields_set and self.pruner.screen_startup
-        if screen and self.pruner.name != "sha":
-            raise ValueError(f"pruner.screen_startup: goes with pruner 'sha' only, not '{self.pruner.name}'")
+        if screen and (self.pruner.name, self.sampler.name) != ("sha", "tpe"):
+            # TPE learns from a pruned trial's last report; CMA-ES and GP only from complete trials.
+            raise ValueError(f"pruner.screen_startup: goes with pruner 'sha' and sampler 'tpe' only, not "
+                             f"'{self.pruner.name}' and '{self.sampler.name}'")
         return self
 
     def trial_budget(self) -> int:

@@ -229,7 +229,9 @@ def test_startup_screening_stops_the_random_start_up_trials_at_the_first_cut(tmp
 
 
 def test_startup_screening_with_another_pruner_is_one_line(tmp_path):
-    path = write_study(tmp_path, pruner={"name": "median", "screen_startup": True})
-    code, _, err = cli("tune", path)
-    assert code == 2 and "pruner.screen_startup: goes with pruner 'sha' only, not 'median'" in err
-    assert len(err.strip().splitlines()) == 1
+    for sampler, pruner in (("tpe", "median"), ("cmaes", "sha")):
+        path = write_study(tmp_path, sampler={"name": sampler}, pruner={"name": pruner, "screen_startup": True})
+        code, _, err = cli("tune", path)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert (f"pruner.screen_startup: goes with pruner 'sha' and sampler 'tpe' only, not '{pruner}' and "
+                f"'{sampler}'") in err

@@ -7,11 +7,12 @@ lives in a study folder's SQLite file or on a PostgreSQL server.
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import optuna_dashboard
 
-from genmodels.errors import UserError
+from genmodels.errors import Interrupted, UserError
 from genmodels.runtime import signals_interrupt
 from genmodels.storage import open_storage
 
@@ -30,11 +31,32 @@ def storage_of(study_dir: str | None, url: str | None) -> str:
 
 
 def serve(url: str, port: int, host: str = "127.0.0.1") -> None:
-    """Serve until Ctrl-C or SIGTERM."""
+    """Serve until Ctrl-C or SIGTERM.
+
+    The server runs in a daemon thread and the main thread waits for a signal. Python runs signal
+    handlers in the main thread, and wsgiref's request handling catches every exception raised in
+    it (a bare `except:` that answers 500): a SIGTERM landing while a response was being finished
+    was swallowed, and the server went on serving.
+    """
     storage = open_storage(url)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            optuna_dashboard.run_server(storage, host=host, port=port)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            failed.append(exc)
+
+    server = threading.Thread(target=run, name="dashboard", daemon=True)
     print(f"study dashboard: http://{host}:{port}/dashboard  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         with signals_interrupt():
-            optuna_dashboard.run_server(storage, host=host, port=port)
-    except OSError as exc:
-        raise UserError(f"--port {port}: cannot serve there ({exc.strerror})") from None
+            server.start()
+            while server.is_alive():
+                server.join(0.5)
+    except Interrupted:
+        return  # stopping is what was asked; the daemon thread ends with the process
+    if failed and isinstance(failed[0], OSError):
+        raise UserError(f"--port {port}: cannot serve there ({failed[0].strerror})") from None
+    if failed:
+        raise failed[0]

@@ -3,9 +3,11 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import optuna
 import pytest
@@ -17,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from genmodels.checkpoint import load_checkpoint
 
 from conftest import cli, data_root, tiny_config
+from pgcluster import free_port
 
 TRIAL_BASE = {"seed": 0, "data": {"name": "mnist", "limit": 2000},
               "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
@@ -134,3 +137,30 @@ def test_workers_and_reruns_draw_different_configurations(tmp_path):
     tune_study(str(path), ["n_trials=10"], quiet=True)
     drawn = [tuple(sorted(t.params.items())) for t in trials(tmp_path) if t.state == TrialState.COMPLETE]
     assert len(drawn) == 10 and len(set(drawn)) == 10  # all start-up trials: TPE starts after 10
+
+
+def test_sigterm_stops_the_dashboard_while_a_request_is_being_answered(tmp_path):
+    # wsgiref answers 500 to any exception raised while it handles a request, KeyboardInterrupt
+    # included: a signal handled in the thread that serves was swallowed, and the server went on.
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    port = free_port()
+    proc = start("dashboard", str(tmp_path), "--port", str(port))
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.3)
+    with socket.create_connection(("127.0.0.1", port)) as held:
+        # A request whose body never finishes: the dashboard's handler waits reading it.
+        held.sendall(b"POST /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+            proc.communicate()

@@ -52,8 +52,7 @@ def serve(url: str, port: int, host: str = "127.0.0.1") -> None:
     try:
         with signals_interrupt():
             server.start()
-            while server.is_alive():
-                server.join(0.5)
+            server.join()  # a signal interrupts the wait (POSIX), its handler raising here
     except Interrupted:
         return  # stopping is what was asked; the daemon thread ends with the process
     if failed and isinstance(failed[0], OSError):

@@ -89,9 +89,8 @@ def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = No
     if p.name == "sha":
         sha = optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
                                                      reduction_factor=p.reduction_factor)
-        startup = tune.sampler.startup_trials(len(tune.space))
-        if p.screen_startup and startup:  # TPE only (config check): CMA-ES learns from complete trials
-            return StartupScreening(sha, startup, first_cut=p.min_resource * unit)
+        if p.screen_startup:  # TPE only (config check): CMA-ES learns from complete trials
+            return StartupScreening(sha, tune.sampler.startup_trials(len(tune.space)), first_cut=p.min_resource * unit)
         return sha
     if p.name == "hyperband":
         # A trial's last image step depends on the data size: estimated from the first finished trial.

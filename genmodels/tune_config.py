@@ -160,8 +160,7 @@ class TuneConfig(StrictModel):
                                  "from pruned trials and proposes them again; use pruner: {name: none}, or sampler "
                                  "'tpe'")
             object.__setattr__(self, "pruner", PrunerConfig(name="none"))
-        screen = "screen_startup" in self.pruner.model_fields_set and self.pruner.screen_startup
-        if screen and (self.pruner.name, self.sampler.name) != ("sha", "tpe"):
+        if self.pruner.screen_startup and (self.pruner.name, self.sampler.name) != ("sha", "tpe"):
             # TPE learns from a pruned trial's last report; CMA-ES and GP only from complete trials.
             raise ValueError(f"pruner.screen_startup: goes with pruner 'sha' and sampler 'tpe' only, not "
                              f"'{self.pruner.name}' and '{self.sampler.name}'")

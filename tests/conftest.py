@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,19 @@ def postgres_url():
     the end of the session."""
     with postgres_cluster() as url:
         yield url
+
+
+def serve(command, url):
+    """Start a server; return it once `url` answers."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "GENMODELS_DATA": data_root()})
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"server did not start: {proc.communicate()[0]}")
+            time.sleep(0.3)

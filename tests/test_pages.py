@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import REPO, cli, data_root, tiny_config
+from conftest import REPO, cli, data_root, serve, tiny_config
 from pgcluster import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,22 +43,6 @@ def rendered_text(url, tmp_path):
 def screenshot(url, tmp_path, name):
     ARTIFACTS.mkdir(exist_ok=True)
     browser(url, tmp_path, f"--screenshot={ARTIFACTS / name}.png")
-
-
-def serve(command, url):
-    """Start a server; return it once `url` answers."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "GENMODELS_DATA": data_root()})
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(f"server did not start: {proc.communicate()[0]}")
-            time.sleep(0.3)
 
 
 def stop(proc):

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import optuna
 import pytest
@@ -18,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from genmodels.checkpoint import load_checkpoint
 
-from conftest import cli, data_root, tiny_config
+from conftest import cli, data_root, serve, tiny_config
 from pgcluster import free_port
 
 TRIAL_BASE = {"seed": 0, "data": {"name": "mnist", "limit": 2000},
@@ -144,15 +143,8 @@ def test_sigterm_stops_the_dashboard_while_a_request_is_being_answered(tmp_path)
     # included: a signal handled in the thread that serves was swallowed, and the server went on.
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
     port = free_port()
-    proc = start("dashboard", str(tmp_path), "--port", str(port))
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.3)
+    proc = serve([sys.executable, "-m", "genmodels", "dashboard", str(tmp_path), "--port", str(port)],
+                 f"http://127.0.0.1:{port}/api/studies")
     with socket.create_connection(("127.0.0.1", port)) as held:
         # A request whose body never finishes: the dashboard's handler waits reading it.
         held.sendall(b"POST /api/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

@@ -228,7 +228,7 @@ def test_startup_screening_stops_the_random_start_up_trials_at_the_first_cut(tmp
     assert all("completed_rung_0" in t.system_attrs for t in trials)
 
 
-def test_startup_screening_with_another_pruner_is_one_line(tmp_path):
+def test_startup_screening_with_another_pruner_or_sampler_is_one_line(tmp_path):
     for sampler, pruner in (("tpe", "median"), ("cmaes", "sha")):
         path = write_study(tmp_path, sampler={"name": sampler}, pruner={"name": pruner, "screen_startup": True})
         code, _, err = cli("tune", path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,22 @@ class RunRecorder:
         write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         # purge_step drops events a crashed run wrote after its last checkpoint (those at the
         # checkpoint's own step were written before it and stay).
+        if resumed_at is not None:
+            self._after_earlier_event_files()
         self._writer = SummaryWriter(str(self.run_dir), purge_step=resumed_at + 1 if resumed_at is not None else None)
+
+    def _after_earlier_event_files(self) -> None:
+        """TensorBoard reads a folder's event files in name order, and a name starts with the
+        second its writer was made: a resumed run's file made within the same second as the
+        earlier run's could sort before it, and then the purge would not apply to the earlier
+        file's late events. So the new file waits for the next second."""
+        seconds = []
+        for path in self.run_dir.glob("events.out.tfevents.*"):
+            stamp = path.name.split(".")[3]
+            if stamp.isdigit():
+                seconds.append(int(stamp))
+        while seconds and time.time() < max(seconds) + 1:
+            time.sleep(0.05)
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         if self._writer is not None:
@@ -75,6 +91,11 @@ class RunRecorder:
         write_json(self.run_dir / "metrics.json", result)
         nrow = max(1, int(math.sqrt(len(samples))))
         atomic_write(self.run_dir / "samples.png", lambda tmp: save_image(samples.cpu(), tmp, nrow=nrow, format="png"))
+
+    def flush(self) -> None:
+        """Events written so far onto disk (the writer otherwise flushes every 2 minutes)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def failed(self, info: dict[str, Any]) -> None:
         if self.enabled:

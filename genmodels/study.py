@@ -251,7 +251,7 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     study = open_study(tune, storage, train.epochs, worker=0, parallel=workers > 1, report_every=train.eval_every_images)
     procs = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-    threads = threads_per_process(workers)
+    threads, caller_threads = threads_per_process(workers), torch.get_num_threads()
     if workers > 1:  # N processes with all cores' threads each would fight over the cores
         torch.set_num_threads(threads)
     if devices:
@@ -267,6 +267,9 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
             p.join()
     finally:
         _stop(procs)
+        # A caller in Python (a notebook, a test) trains on afterwards with its own thread count:
+        # thread counts change float summation order, so bitwise results depend on it.
+        torch.set_num_threads(caller_threads)
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed:
         print(f"genmodels: warning: {len(failed)} of {workers - 1} extra worker processes exited with "

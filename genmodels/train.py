@@ -152,6 +152,10 @@ class Trainer:
         path = self.run_dir / name
         ckpt = self.checkpoint()
         if dist.is_main():
+            if "last.pt" in (name, *also):
+                # The events on disk reach this step before the checkpoint does: a run killed later
+                # resumes here, and its new writer drops what the killed one wrote after this step.
+                self.recorder.flush()
             save_checkpoint(path, ckpt, *(self.run_dir / n for n in also))
         return path
 

@@ -5,6 +5,7 @@ import math
 
 import optuna
 import pytest
+import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -133,7 +134,9 @@ def test_workers_share_one_study(tmp_path):
     # Trials long enough (a few seconds) that the second process, which starts a fresh interpreter, joins in.
     path = write_study(tmp_path, n_trials=6, set=["train.epochs=15"], sampler={"name": "random"},
                        pruner={"name": "none"})
+    threads = torch.get_num_threads()
     tune_study(path, workers=2, quiet=True)
+    assert torch.get_num_threads() == threads  # the caller's own thread count is given back
     trials = load(tmp_path).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     # exactly n_trials finished; a trial one worker started after the other took the last one

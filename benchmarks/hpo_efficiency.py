@@ -1,22 +1,26 @@
 """HPO efficiency: search strategies on experiments/tune_vae_mnist.yaml's space, over many seeds.
 
-Every strategy gets the same budget in training epochs (a pruned trial costs the epochs it ran;
-random search without pruning spends it on 20 five-epoch trials). For each seed: the epochs a
+Every strategy gets the same budget in training epochs (a pruned trial costs the images it trained;
+random search without pruning spends it on 20 five-epoch trials), and every trial is evaluated on
+the same schedule (4 times an epoch, the default reports_per_epoch, unless a strategy says
+otherwise), so a configuration scores the same in every strategy. For each seed: the epochs a
 strategy needs to reach random search's final best ("never" when it does not), and its best
 held-out -ELBO after 25%, 50% and 100% of the budget beside random's at the same epochs. Medians
 come with 95% bootstrap intervals; a plot shows best-so-far against epochs (median and
 interquartile range over seeds). Writes benchmarks/results/hpo_efficiency[-<tag>].json and .png.
-A documented run, not CI: about 8-10 minutes per strategy and 10 seeds with --jobs 2 on 2 CPU cores
-(MNIST subset; random search can be reused from an earlier result with --random-from):
+A documented run, not CI: about 5-6 minutes per strategy and 10 seeds with --jobs 2 on 2 CPU cores
+(MNIST subset; random search can be reused from an earlier result made by the same code with
+--random-from):
 
     GENMODELS_DATA=../shared/datasets python benchmarks/hpo_efficiency.py --seeds 0 1 2 3 4 5 6 7 8 9 [--jobs 2]
-        [--strategies default tpe+sha] [--random-from benchmarks/results/hpo_efficiency-seeds0-9.json]
+        [--strategies default tpe+sha2] [--random-from benchmarks/results/hpo_efficiency-seeds0-9.json]
         [--tag NAME [--resume]]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import multiprocessing
@@ -34,46 +38,39 @@ import yaml
 from optuna.trial import TrialState
 
 from common import RESULTS, write_result
+from genmodels.config import Config
 from genmodels.runtime import setup_process
+from genmodels.schema import validate
 from genmodels.study import open_study
 from genmodels.tune import Objective
 from genmodels.tune_config import load_tune_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "experiments" / "tune_vae_mnist.yaml"
-# Sampler and pruner sections per strategy; "default" is what a tuning config without them gets.
+# The tuning-config sections each strategy sets (sampler, pruner, reports_per_epoch); "default" is
+# what a tuning config without them gets: TPE, successive halving by 2 from a quarter epoch, the
+# random start-up trials stopped at the first cut. Every strategy evaluates its trials as often
+# (4 times an epoch) unless it says otherwise, so a trial's value is the same number in all of them.
+SHA2 = {"name": "sha", "min_resource": 1, "reduction_factor": 2}
 STRATEGIES = {
     "random": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
     "tpe": {"sampler": {"name": "tpe"}, "pruner": {"name": "none"}},
     "gp": {"sampler": {"name": "gp"}, "pruner": {"name": "none"}},
-    # The default with 5 start-up trials instead of twice the searched fields (10 here).
-    "tpe5+median": {"sampler": {"name": "tpe", "n_startup_trials": 5}, "pruner": {"name": "median"}},
-    "tpe+sha": {"sampler": {"name": "tpe"}, "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
-    "tpe5+sha": {"sampler": {"name": "tpe", "n_startup_trials": 5},
-                 "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
-    "tpe5+sha2": {"sampler": {"name": "tpe", "n_startup_trials": 5},
-                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2}},
-    "tpe3+sha2": {"sampler": {"name": "tpe", "n_startup_trials": 3},
-                  "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2}},
-    "tpe7+sha": {"sampler": {"name": "tpe", "n_startup_trials": 7},
-                 "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 3}},
-    "tpe+hyperband": {"sampler": {"name": "tpe"}, "pruner": {"name": "hyperband", "min_resource": 1,
-                                                             "reduction_factor": 3}},
-    # A bar that rises as the study goes on: finished trials are the survivors, so a trial must stay
-    # in the best quarter of them at every epoch (successive halving compares with every trial).
-    "tpe+p25": {"sampler": {"name": "tpe"}, "pruner": {"name": "percentile", "percentile": 25.0,
-                                                       "n_startup_trials": 1, "n_warmup_steps": 0}},
-    # The default with the random start-up trials stopped at the first cut (genmodels/pruners.py).
-    "tpe+sha2+screen": {"pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True}},
-    "tpe10+sha2+screen": {"sampler": {"name": "tpe", "n_startup_trials": 10},
-                          "pruner": {"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True}},
+    # The previous default: reports (and so the first cut) once an epoch, no screening.
+    "tpe+sha2.epoch": {"reports_per_epoch": 1, "pruner": {**SHA2, "screen_startup": False}},
+    # Screening with a first cut after a whole epoch.
+    "tpe+sha2.epoch+screen": {"reports_per_epoch": 1, "pruner": SHA2},
+    # Quarter-epoch reports without screening: the random start-up trials run as far as halving lets them.
+    "tpe+sha2": {"pruner": {**SHA2, "screen_startup": False}},
+    "tpe+hyperband": {"pruner": {"name": "hyperband", "min_resource": 1, "reduction_factor": 3}},
+    "tpe+median": {"pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1}},
     "default": {},
 }
 
 
-def cost(t: optuna.trial.FrozenTrial) -> int:
-    """Epochs a trial trained: one report per epoch."""
-    return len(t.intermediate_values)
+def cost(t: optuna.trial.FrozenTrial, epoch_images: int) -> float:
+    """Epochs a finished trial trained: the images it saw (recorded by the tuner) over an epoch's."""
+    return t.user_attrs.get("images", 0) / epoch_images
 
 
 class Budget:
@@ -81,11 +78,12 @@ class Budget:
     failures cost no epochs, so a study whose trials all fail (no data, a full disk) would never
     end, and its curve would not be the strategy's anyway."""
 
-    def __init__(self, epochs: int):
-        self.epochs = epochs
+    def __init__(self, epochs: int, epoch_images: int):
+        self.epochs, self.epoch_images = epochs, epoch_images
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == TrialState.FAIL or sum(cost(t) for t in study.get_trials(deepcopy=False)) >= self.epochs:
+        spent = sum(cost(t, self.epoch_images) for t in study.get_trials(deepcopy=False))
+        if trial.state == TrialState.FAIL or spent >= self.epochs:
             study.stop()
 
 
@@ -95,22 +93,24 @@ def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int,
     setup_process(threads=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = yaml.safe_load(SPACE.read_text())
-    for section in ("sampler", "pruner"):
+    for section in ("sampler", "pruner", "reports_per_epoch"):
         data.pop(section, None)
-    data.update({k: dict(v) for k, v in STRATEGIES[strategy].items()})
+    data.update(copy.deepcopy(STRATEGIES[strategy]))
     data.setdefault("sampler", {})["seed"] = seed
     data.update(base=str(SPACE.parent / data["base"]), runs_dir=runs, study_name=f"{strategy.replace('+', '_')}-{seed}",
                 n_trials=10_000)
     path = Path(runs) / f"{data['study_name']}.yaml"
     path.write_text(yaml.safe_dump(data))
     tune, base = load_tune_config(path)
-    study = open_study(tune, max_epochs=5)
+    study = open_study(tune, base)
+    objective = Objective(tune, base, quiet=True)
+    epoch_images = len(objective.data_for(validate(Config, base, str(path))).train)
     start = time.perf_counter()
-    study.optimize(Objective(tune, base, quiet=True), callbacks=[Budget(budget)], catch=(Exception,))
+    study.optimize(objective, callbacks=[Budget(budget, epoch_images)], catch=(Exception,))
     seconds = time.perf_counter() - start
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     # A failed trial (no data, a full disk) makes the curve not this strategy's: none is kept.
-    points = None if failed else curve(study, budget)
+    points = None if failed else curve(study, budget, epoch_images)
     if failed:
         t = failed[0]
         reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "no reason stored")
@@ -119,24 +119,24 @@ def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int,
     return strategy, seed, points, seconds
 
 
-def curve(study: optuna.Study, budget: int) -> list[tuple[int, float]]:
+def curve(study: optuna.Study, budget: int, epoch_images: int) -> list[tuple[float, float]]:
     """(cumulative epochs, best held-out value so far) after each trial, up to the budget."""
     epochs, best, out = 0, math.inf, []
     for t in sorted(study.trials, key=lambda t: t.number):
         if not t.state.is_finished() or epochs >= budget:
             continue
-        epochs += cost(t)
+        epochs += cost(t, epoch_images)
         if t.state == TrialState.COMPLETE:
             best = min(best, t.value)
         out.append((epochs, best))
     return out
 
 
-def best_at(points: list[tuple[int, float]], epochs: float) -> float:
+def best_at(points: list[tuple[float, float]], epochs: float) -> float:
     return min([v for e, v in points if e <= epochs], default=math.inf)
 
 
-def reach(points: list[tuple[int, float]], target: float) -> int | None:
+def reach(points: list[tuple[float, float]], target: float) -> float | None:
     return next((e for e, v in points if v <= target), None)
 
 
@@ -177,7 +177,7 @@ def main() -> None:
             if points is None:
                 continue
             done[strategy, seed] = points
-            print(f"{strategy:<14} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]} epochs "
+            print(f"{strategy:<22} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]:.1f} epochs "
                   f"({seconds:.0f}s)", flush=True)
             # Each finished study at once: an interrupted run resumes from here with --resume.
             partial.write_text(json.dumps({"budget_epochs": args.budget, "curves": encoded(done)}))
@@ -207,11 +207,11 @@ def main() -> None:
                       "better_at_equal_epochs": sum(r["better_at_equal_epochs"] for r in rows),
                       "median_best": statistics.median(r["best"] for r in rows)}
         table.append({"strategy": s, "per_seed": rows})
-    print(f"\n{'strategy':<14} {'reached':>8} {'median share of random epochs [95% CI]':>40} {'better at =epochs':>18}"
+    print(f"\n{'strategy':<22} {'reached':>8} {'median share of random epochs [95% CI]':>40} {'better at =epochs':>18}"
           f" {'median best':>12}")
     for s, v in summary.items():
         ci = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
-        print(f"{s:<14} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never').replace('nan%', 'never'):>40} "
+        print(f"{s:<22} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never').replace('nan%', 'never'):>40} "
               f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
     print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
     plot(done, strategies, args.seeds, args.budget, name)
@@ -252,10 +252,14 @@ def markdown(summary: dict, table: list[dict], seeds: list[int]) -> str:
     lines += ["", "| seed | random best | " + " | ".join(f"{t['strategy']}: best (epochs to random's best)"
                                                      for t in others) + " |", "|---" * (2 + len(others)) + "|"]
     for i, seed in enumerate(seeds):
-        cells = [f"{t['per_seed'][i]['best']:.2f} ({t['per_seed'][i]['epochs_to_random_best'] or 'never'})"
+        cells = [f"{t['per_seed'][i]['best']:.2f} ({epochs_text(t['per_seed'][i]['epochs_to_random_best'])})"
                  for t in others]
         lines.append(f"| {seed} | {table[0]['per_seed'][i]['best']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def epochs_text(epochs: float | None) -> str:
+    return "never" if epochs is None else f"{epochs:.1f}"
 
 
 def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, name: str) -> None:

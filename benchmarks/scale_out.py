@@ -66,7 +66,7 @@ def worker(args: tuple[str, str | None, int]) -> int:
     sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute",
                             lambda *a, **k: counter.__setitem__("n", counter["n"] + 1))
     tune, base = load_tune_config(path)
-    optimize(open_study(tune, storage, worker=index), tune, base)
+    optimize(open_study(tune, base, storage, worker=index), tune, base)
     return counter["n"]
 
 

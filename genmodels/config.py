@@ -48,6 +48,7 @@ class TrainConfig(StrictModel):
 class LogConfig(StrictModel):
     runs_dir: str = Field("runs", description="parent folder of run folders")
     n_images: int = Field(64, ge=1, le=1024, description="images in each TensorBoard grid and samples.png")
+    images_every: int = Field(1, ge=1, description="evaluations between TensorBoard image grids")
 
 
 class FinetuneConfig(StrictModel):

@@ -76,20 +76,20 @@ def make_sampler(tune: TuneConfig, seed: int, parallel: bool = False) -> optuna.
 
 def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = None) -> optuna.pruners.BasePruner:
     """The study's pruner. Trials report at steps in epochs, or in images seen every
-    `report_every` images (train.eval_every_images): successive halving's and hyperband's
+    `report_every` images (reports_per_epoch, or the base's train.eval_every_images): warm-ups and
     resources count reports, so they are scaled to the step's unit (a first cut at "1" image
     would otherwise run every rung at a trial's first report)."""
     p = tune.pruner
     unit = report_every or 1
     if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps * unit)
     if p.name == "percentile":
         return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
-                                               n_warmup_steps=p.n_warmup_steps)
+                                               n_warmup_steps=p.n_warmup_steps * unit)
     if p.name == "sha":
         sha = optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
                                                      reduction_factor=p.reduction_factor)
-        if p.screen_startup:  # TPE only (config check): CMA-ES learns from complete trials
+        if p.screens(tune.sampler.name):
             return StartupScreening(sha, tune.sampler.startup_trials(len(tune.space)), first_cut=p.min_resource * unit)
         return sha
     if p.name == "hyperband":
@@ -100,11 +100,12 @@ def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = No
     return optuna.pruners.NopPruner()
 
 
-def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1, worker: int = 0,
-               parallel: bool = False, report_every: int | None = None) -> optuna.Study:
-    """Create or load the study. `parallel`: other workers share it (local ones, or any on a
-    database server); `max_epochs` and `report_every`: the base's train.epochs and
-    train.eval_every_images, the pruner's resources."""
+def open_study(tune: TuneConfig, base: dict[str, Any], storage: str | None = None, worker: int = 0,
+               parallel: bool = False) -> optuna.Study:
+    """Create or load the study of `tune` over `base` (the two as load_tune_config returns them):
+    the base's train.epochs and train.eval_every_images set the pruner's resources. `parallel`:
+    other workers share it (local ones, or any on a database server)."""
+    train = validate(Config, base, tune.study_name).train
     tune.study_dir().mkdir(parents=True, exist_ok=True)
     url = storage or tune.storage_url()
     rdb = open_storage(url)
@@ -116,7 +117,7 @@ def open_study(tune: TuneConfig, storage: str | None = None, max_epochs: int = 1
         study_name=tune.study_name, storage=rdb, load_if_exists=True, directions=tune.directions,
         sampler=make_sampler(tune, sampler_seed(tune.sampler.seed, existing, worker),
                              parallel or not url.startswith("sqlite")),
-        pruner=make_pruner(tune, max_epochs, report_every),
+        pruner=make_pruner(tune, train.epochs, train.eval_every_images),
     )
 
 
@@ -211,10 +212,8 @@ def run_worker(config_path: str, overrides: list[str], storage: str | None, inde
     setup_process(threads)  # a spawned interpreter starts without it
     _exit_with_parent(os.getppid())
     tune, base = load_tune_config(config_path, overrides)
-    train = validate(Config, base, config_path).train
     try:
-        optimize(open_study(tune, storage, train.epochs, worker=index, parallel=True,
-                            report_every=train.eval_every_images), tune, base, quiet)
+        optimize(open_study(tune, base, storage, worker=index, parallel=True), tune, base, quiet)
     except KeyboardInterrupt as exc:
         sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 130)
 
@@ -247,8 +246,7 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     if not distributed.is_main():  # under torchrun rank 0 owns the study; this rank trains its trials
         follow(tune, base, quiet)
         return None, tune, base
-    train = validate(Config, base, config_path).train
-    study = open_study(tune, storage, train.epochs, worker=0, parallel=workers > 1, report_every=train.eval_every_images)
+    study = open_study(tune, base, storage, worker=0, parallel=workers > 1)
     procs = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
     threads, caller_threads = threads_per_process(workers), torch.get_num_threads()

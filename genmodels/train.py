@@ -301,7 +301,7 @@ class Trainer:
         self.recorder.scalars("heldout", metrics, self.step)
         self.recorder.train_vs_heldout({k: total / n for k, (total, n) in self._since_eval.items()}, metrics, self.step)
         self._since_eval = {}
-        if dist.is_main():
+        if dist.is_main() and ((len(self.history) + 1) % self.cfg.log.images_every == 0 or self._done()):
             n = min(self.cfg.log.n_images, len(self.data.heldout))
             self.model.eval()
             self.recorder.images(self.model.image_grids(self.data.heldout.images[:n], self._fixed_noise()), self.step)

@@ -2,8 +2,8 @@
 
 Each trial is an ordinary training run in <runs_dir>/<study>/trial-NNNN/ (TensorBoard events,
 config, metrics, checkpoints), scored on the held-out split only. Held-out values are reported
-every epoch, so pruners stop bad trials early. A trial that repeats a dead or interrupted one
-continues from that trial's last checkpoint.
+several times an epoch (reports_per_epoch), so pruners stop bad trials early. A trial that
+repeats a dead or interrupted one continues from that trial's last checkpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PruningCallback(Callback):
     """Reports the trial's objective to its pruner after each held-out evaluation, at a step all
     trials share (the epoch, or the images seen in multiples of train.eval_every_images, so
     trials with other batch sizes meet at the same steps), and stops the run if the pruner says
-    so. With report='best' the best value so far is reported: a GAN's FID swings from one
+    so; a stopped trial records the images it trained (`images`, as a finished one does). With report='best' the best value so far is reported: a GAN's FID swings from one
     evaluation to the next, and a pruner reading raw values stops good trials on a bad one."""
 
     def __init__(self, trial: optuna.Trial, metric: str, direction: str, report: str = "last"):
@@ -68,6 +68,7 @@ class PruningCallback(Callback):
         self.trial.report(value, step)
         self.last_step = step
         if self.trial.should_prune():
+            self.trial.set_user_attr("images", trainer.images_seen)
             where = f"epoch {step}" if every is None else f"{step:,} images"
             raise optuna.TrialPruned(f"pruned after {where}: heldout/{self.metric}={metrics[self.metric]:.4f}")
 
@@ -187,6 +188,7 @@ class Objective:
                                     for k in self.tune.space if k in trial.params}
         trainer.recorder.hparam_metrics = list(self.tune.objectives)
         result = trainer.fit()
+        trial.set_user_attr("images", trainer.images_seen)
         if result["best"]:
             trial.set_user_attr("best_epoch", result["best"]["epoch"])
             trial.set_user_attr("best_images", result["best"].get("images"))

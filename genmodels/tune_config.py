@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from genmodels.config import Config
+from genmodels.data import load_data
 from genmodels.errors import ConfigError
 from genmodels.experiment import read_source, resolve
 from genmodels.metrics.quality import QUALITY_METRICS
@@ -101,24 +102,29 @@ class SamplerConfig(StrictModel):
 
 
 class PrunerConfig(StrictModel):
-    # Report steps are epochs, or images seen when the base sets train.eval_every_images.
-    # Successive halving by default: measured on 20 seeds it reached random search's best on every
-    # one, where median pruning missed 2 (docs/tuning.md, "Tuning efficiency and the defaults").
+    # Report steps are epochs, or images seen when trials evaluate every K images (reports_per_epoch
+    # or the base's train.eval_every_images); warm-ups and rungs count reports either way.
+    # Successive halving by default, with the random start-up trials screened at its first cut:
+    # measured on 30 seeds (docs/tuning.md, "Tuning efficiency and the defaults").
     name: Literal["median", "percentile", "sha", "hyperband", "none"] = Field(
         "sha", description="which trials stop early: below the median or a percentile of finished trials at the "
                            "same step, successive halving, hyperband")
     percentile: float = Field(25.0, gt=0, lt=100, description="percentile: a trial goes on while it is in this best "
                                                               "percentage of the finished trials at the same step")
     n_startup_trials: int = Field(3, ge=0, description="median, percentile: trials that finish before any is pruned")
-    n_warmup_steps: int = Field(1, ge=0, description="median, percentile: no pruning before this report step (an "
-                                                     "epoch, counted from 1, or images seen)")
-    min_resource: int = Field(1, ge=1, description="sha, hyperband: reports (epochs, or evaluations every "
-                                                             "train.eval_every_images) before the first cut")
+    n_warmup_steps: int = Field(1, ge=0, description="median, percentile: pruning may act from this report on (0 "
+                                                     "or 1: the first)")
+    min_resource: int = Field(1, ge=1, description="sha, hyperband: reports before the first cut")
     reduction_factor: int = Field(2, ge=2, description="sha, hyperband: 1 in this many trials goes on at each cut")
-    screen_startup: bool = Field(False, description="sha with tpe: the random start-up trials stop at the first cut "
-                                                    "(their first reports still guide TPE)")
+    screen_startup: bool = Field(True, description="sha with tpe: the random start-up trials stop at the first cut "
+                                                   "(their first reports still guide TPE); other pairs: off")
     report: Literal["last", "best"] = Field("last", description="the value reported at each step: the latest, or "
                                                                 "the best so far (steadier for GANs)")
+
+    def screens(self, sampler: str) -> bool:
+        """Whether start-up screening applies: it needs successive halving's first cut, and a
+        sampler that learns from pruned trials (TPE; CMA-ES and GP learn from complete ones)."""
+        return self.screen_startup and self.name == "sha" and sampler == "tpe"
 
 
 class TuneConfig(StrictModel):
@@ -133,6 +139,11 @@ class TuneConfig(StrictModel):
     n_trials: int = Field(20, ge=1, le=1_000_000, description="finished trials the study holds, across workers "
                                                               "and reruns")
     timeout: float | None = Field(None, gt=0, description="seconds per invocation (none: no limit)")
+    # Four reports an epoch let successive halving's first cut come after a quarter epoch: on the
+    # VAE space a quarter epoch ranks trials about as well as a whole one (benchmarks/hpo_efficiency.py).
+    reports_per_epoch: int = Field(4, ge=1, le=1000, description="held-out evaluations per epoch in each trial, each "
+                                                                 "a report to the pruner (unless the base sets "
+                                                                 "train.eval_every_images)")
     cv_folds: int | None = Field(None, ge=2, description="k-fold cross-validation: the mean over k held-out "
                                                          "folds (none: one held-out split)")
     set: list[str] = Field(default_factory=list, description="overrides for every trial, e.g. train.epochs=5")
@@ -160,8 +171,8 @@ class TuneConfig(StrictModel):
                                  "from pruned trials and proposes them again; use pruner: {name: none}, or sampler "
                                  "'tpe'")
             object.__setattr__(self, "pruner", PrunerConfig(name="none"))
-        if self.pruner.screen_startup and (self.pruner.name, self.sampler.name) != ("sha", "tpe"):
-            # TPE learns from a pruned trial's last report; CMA-ES and GP only from complete trials.
+        if ("screen_startup" in self.pruner.model_fields_set and self.pruner.screen_startup
+                and not self.pruner.screens(self.sampler.name)):
             raise ValueError(f"pruner.screen_startup: goes with pruner 'sha' and sampler 'tpe' only, not "
                              f"'{self.pruner.name}' and '{self.sampler.name}'")
         return self
@@ -191,6 +202,30 @@ def with_params(base: dict[str, Any], params: dict[str, Any], name: str, tune: T
     return data
 
 
+def with_reports(tune: TuneConfig, base: dict[str, Any], cfg: Config, path: Path) -> dict[str, Any]:
+    """The base with trials evaluating `reports_per_epoch` times an epoch: train.eval_every_images
+    from the training split's size, and patience, checkpoint_every and log.images_every (counted
+    in evaluations) scaled so that they mean the epochs they meant. A base that sets train.eval_every_images
+    keeps it; cross-validated trials report once per fold."""
+    explicit = "reports_per_epoch" in tune.model_fields_set
+    if cfg.train.eval_every_images is not None or tune.cv_folds:
+        if explicit:
+            why = (f"the base sets train.eval_every_images={cfg.train.eval_every_images}" if tune.cv_folds is None
+                   else "cross-validated trials report once per fold")
+            raise ConfigError(f"{path}: reports_per_epoch: {why}; leave reports_per_epoch out")
+        return base
+    n = tune.reports_per_epoch
+    if n == 1:
+        return base
+    train = {**base.get("train", {}), "eval_every_images": math.ceil(len(load_data(cfg.data).train) / n),
+             "checkpoint_every": cfg.train.checkpoint_every * n}
+    if cfg.train.patience is not None:
+        train["patience"] = cfg.train.patience * n
+    # Image grids (PNG-encoded for TensorBoard) cost a tiny VAE trial more than its evaluation does.
+    log = {**base.get("log", {}), "images_every": cfg.log.images_every * n}
+    return {**base, "train": train, "log": log}
+
+
 def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[TuneConfig, dict[str, Any]]:
     """The tuning config (directions filled in) and the raw base run config (a dict, with the
     tuning `set` applied, and a fine-tuning source's model section filled in).
@@ -214,6 +249,7 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
                               f"(expected one of {', '.join(metrics)})")
     if tune.directions is None:
         tune.directions = [metrics[o] for o in tune.objectives]
+    base = with_reports(tune, base, cfg, path)
     if len(tune.objectives) == 1 and tune.objectives[0] in model_class(cfg.model.kind).metrics:
         # best.pt, early stopping and the trial's result all follow the objective
         base = {**base, "train": {**base.get("train", {}), "monitor": tune.objectives[0]}}

@@ -126,9 +126,9 @@ from genmodels.tune_config import load_tune_config
 setup_process()
 distributed.init_from_env()
 tune, base = load_tune_config(sys.argv[1])
-study = open_study(tune, max_epochs=3) if distributed.is_main() else None
+study = open_study(tune, base) if distributed.is_main() else None
 if study is not None:
-    for lr in (3e-3, 3e-3, 1e-8):  # the last cannot learn anything: pruned after its first epoch
+    for lr in (3e-3, 3e-3, 1e-8):  # the last cannot learn anything: pruned at its first report
         study.enqueue_trial({"optim.lr": lr})
 optimize(study, tune, base)
 distributed.shutdown()
@@ -148,9 +148,10 @@ def test_a_two_process_trial_is_pruned_once_on_both_ranks(tmp_path):
     assert out.returncode == 0, out.stderr
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 's' / 'study.db'}").trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
-    assert list(trials[2].intermediate_values) == [1]  # reported and pruned once, after epoch 1
-    history = load_checkpoint(tmp_path / "runs" / "s" / "trial-0002" / "last.pt").history
-    assert [h["epoch"] for h in history] == [1.0]  # and no rank trained on
+    # Reported and pruned once, at the first of 4 reports an epoch (1,000 training images)...
+    assert list(trials[2].intermediate_values) == [250]
+    history = load_checkpoint(tmp_path / "runs" / "s" / "trial-0002" / "best.pt").history
+    assert [h["images"] for h in history] == [256]  # ...after 4 global batches of 64, and no rank trained on
 
 
 def test_a_dead_rank_ends_the_job(tmp_path):

@@ -100,7 +100,7 @@ def test_stopped_study_reruns_to_exactly_n_trials(tmp_path, signum):
     if signum == signal.SIGTERM:
         assert not [t for t in trials(tmp_path) if t.state == TrialState.RUNNING]
         assert trials(tmp_path)[1].user_attrs["interrupted"] == "signal 15"
-    done_before = load_checkpoint(tmp_path / "runs" / "s" / "trial-0001" / "last.pt").epoch
+    done_before = load_checkpoint(tmp_path / "runs" / "s" / "trial-0001" / "last.pt").images_seen
 
     code, out, err = cli("tune", str(path), "--quiet")
     assert code == 0, err
@@ -112,10 +112,12 @@ def test_stopped_study_reruns_to_exactly_n_trials(tmp_path, signum):
     assert retry.params == final[1].params and retry.user_attrs["retry"] == "continued from its last checkpoint"
     trial_dir = tmp_path / "runs" / "s" / "trial-0001"
     history = json.loads((trial_dir / "metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(1, 7)) and done_before >= 1
+    # 6 epochs of 4 evaluations (the default reports_per_epoch), none repeated or missing across the stop
+    epochs = [h["epoch"] for h in history]
+    assert len(epochs) == 24 and epochs == sorted(set(epochs)) and epochs[-1] == 6 and done_before >= 2000
     events = EventAccumulator(str(trial_dir))
     events.Reload()
-    assert len(events.Scalars("heldout/neg_elbo")) == 6
+    assert len(events.Scalars("heldout/neg_elbo")) == 24
     # the continued trial ends with bitwise the weights of the same config trained without a stop
     cfg = yaml.safe_load((trial_dir / "config.yaml").read_text())
     cfg["log"]["runs_dir"] = str(tmp_path / "again")

@@ -56,14 +56,15 @@ def test_median_and_percentile_pruners_prune_a_poor_trial(tmp_path, pruner):
                        pruner={**pruner, "n_startup_trials": 2, "n_warmup_steps": 0},
                        space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
     tune, base = load_tune_config(path)
-    study = open_study(tune, max_epochs=3)
+    study = open_study(tune, base)
     for lr in (3e-3, 3e-3, 1e-8):  # the last one cannot learn anything in 3 epochs
         study.enqueue_trial({"optim.lr": lr})
     optimize(study, tune, base)
     states = [t.state for t in load(tmp_path).trials]
     assert states[:2] == [optuna.trial.TrialState.COMPLETE] * 2
     assert states[2] == optuna.trial.TrialState.PRUNED
-    assert "pruned after epoch 1" in load(tmp_path).trials[2].user_attrs["prune_reason"]
+    # Four reports an epoch (the default): the first after a quarter of the 4,500 training images.
+    assert "pruned after 1,125 images" in load(tmp_path).trials[2].user_attrs["prune_reason"]
 
 
 def test_resume_adds_trials_and_respects_n_trials(tmp_path):
@@ -89,7 +90,7 @@ def test_nan_trial_does_not_stop_the_study(tmp_path):
 
 
 def test_cross_validation_stores_fold_values(tmp_path):
-    path = write_study(tmp_path, n_trials=1, cv_folds=3, set=["train.epochs=1"])
+    path = write_study(tmp_path, n_trials=1, cv_folds=3, set=["train.epochs=1"], pruner={"name": "none"})
     tune_study(path, quiet=True)
     trial = load(tmp_path).trials[0]
     folds = trial.user_attrs["fold_values"]
@@ -204,7 +205,7 @@ def test_successive_halving_counts_reports_when_trials_report_every_k_images(tmp
     # Reports at 1,024, 2,048, 3,072 and 4,096 images: halving cuts after the 1st, 2nd and 4th report.
     # Counted in raw image steps, every rung up to 1,024 would be passed at the first report.
     path = write_study(tmp_path, n_trials=1, set=["train.epochs=1", "train.eval_every_images=1024"],
-                       pruner={"name": "sha", "min_resource": 1, "reduction_factor": 2})
+                       pruner={"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": False})
     assert cli("tune", path)[0] == 0
     (trial,) = load(tmp_path).trials
     assert sorted(trial.intermediate_values) == [1024, 2048, 3072, 4096]
@@ -214,20 +215,21 @@ def test_successive_halving_counts_reports_when_trials_report_every_k_images(tmp
 
 def test_startup_screening_stops_the_random_start_up_trials_at_the_first_cut(tmp_path):
     # Two start-up trials that cannot learn (lr 1e-8, 2e-8), then a good one: the start-up trials stop
-    # after epoch 1 whatever their values, halving still records them at its first rung, and the
-    # good trial, best of the three there, trains to the end.
+    # at the first report (a quarter of the 4,500 training images) whatever their values, halving
+    # still records them at its first rung, and the good trial, best of the three there, trains to the end.
     path = write_study(tmp_path, n_trials=3, set=["train.epochs=3"],
                        sampler={"name": "tpe", "n_startup_trials": 2},
                        pruner={"name": "sha", "min_resource": 1, "reduction_factor": 2, "screen_startup": True},
                        space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
     tune, base = load_tune_config(path)
-    study = open_study(tune, max_epochs=3)
+    study = open_study(tune, base)
     for lr in (1e-8, 2e-8, 3e-3):  # distinct: a repeated configuration would not be trained again
         study.enqueue_trial({"optim.lr": lr})
     optimize(study, tune, base)
     trials = load(tmp_path).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.PRUNED] * 2 + [optuna.trial.TrialState.COMPLETE]
-    assert [sorted(t.intermediate_values) for t in trials] == [[1], [1], [1, 2, 3]]
+    assert [sorted(t.intermediate_values) for t in trials] == [[1125], [1125], list(range(1125, 13_501, 1125))]
+    assert [t.user_attrs["images"] for t in trials] == [1280, 1280, 13_500]  # batches of 256
     assert all("completed_rung_0" in t.system_attrs for t in trials)
 
 
@@ -238,3 +240,52 @@ def test_startup_screening_with_another_pruner_or_sampler_is_one_line(tmp_path):
         assert code == 2 and len(err.strip().splitlines()) == 1
         assert (f"pruner.screen_startup: goes with pruner 'sha' and sampler 'tpe' only, not '{pruner}' and "
                 f"'{sampler}'") in err
+
+
+def test_trials_report_four_times_an_epoch_by_default(tmp_path):
+    # 4,500 training images: an evaluation (and a report) every 1,125; patience, checkpoint_every and
+    # log.images_every count evaluations, so they are scaled to keep meaning the same epochs.
+    path = write_study(tmp_path, n_trials=1, pruner={"name": "none"}, set=["train.patience=2"])
+    assert cli("tune", path)[0] == 0
+    (trial,) = load(tmp_path).trials
+    assert sorted(trial.intermediate_values) == list(range(1125, 9001, 1125))
+    assert trial.user_attrs["images"] == 9000
+    run = yaml.safe_load((tmp_path / "runs" / "s" / "trial-0000" / "config.yaml").read_text())
+    train = run["train"]
+    assert (train["eval_every_images"], train["patience"], train["checkpoint_every"]) == (1125, 8, 4)
+    assert run["log"]["images_every"] == 4
+    events = EventAccumulator(str(tmp_path / "runs" / "s" / "trial-0000"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("heldout/neg_elbo")] == [5, 9, 14, 18, 23, 27, 32, 36]
+    assert [e.step for e in events.Images("samples/fixed_noise")] == [18, 36]  # a grid an epoch
+
+
+def test_one_report_an_epoch_reports_epochs(tmp_path):
+    path = write_study(tmp_path, n_trials=1, pruner={"name": "none"}, reports_per_epoch=1)
+    assert cli("tune", path)[0] == 0
+    assert sorted(load(tmp_path).trials[0].intermediate_values) == [1, 2]
+
+
+def test_a_median_warm_up_counts_reports(tmp_path):
+    # n_warmup_steps=2: no pruning at the first report (1,125 images), the poor trial stops at the second.
+    path = write_study(tmp_path, n_trials=3, set=["train.epochs=1"],
+                       pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
+                       space={"optim.lr": {"type": "float", "low": 1e-8, "high": 1e-2, "log": True}})
+    tune, base = load_tune_config(path)
+    study = open_study(tune, base)
+    for lr in (3e-3, 3e-3, 1e-8):
+        study.enqueue_trial({"optim.lr": lr})
+    optimize(study, tune, base)
+    poor = load(tmp_path).trials[2]
+    assert poor.state == optuna.trial.TrialState.PRUNED and sorted(poor.intermediate_values) == [1125, 2250]
+
+
+def test_reports_per_epoch_beside_fixed_reports_is_one_line(tmp_path):
+    cases = [({"set": ["train.eval_every_images=1000"]}, "the base sets train.eval_every_images=1000"),
+             ({"cv_folds": 2}, "cross-validated trials report once per fold")]
+    for extra, why in cases:
+        path = write_study(tmp_path, reports_per_epoch=2, **extra)
+        code, _, err = cli("tune", path)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"reports_per_epoch: {why}; leave reports_per_epoch out" in err
+        assert not (tmp_path / "runs" / "s").exists()

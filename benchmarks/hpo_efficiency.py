@@ -136,8 +136,10 @@ def best_at(points: list[tuple[float, float]], epochs: float) -> float:
     return min([v for e, v in points if e <= epochs], default=math.inf)
 
 
-def reach(points: list[tuple[float, float]], target: float) -> float | None:
-    return next((e for e, v in points if v <= target), None)
+def reach(points: list[tuple[float, float]], target: float, budget: float) -> float | None:
+    """Epochs to the first best-so-far at or below `target`; None when not within the budget (the
+    trial that crosses it may end past it)."""
+    return next((e for e, v in points if v <= target and e <= budget), None)
 
 
 def bootstrap_median(values: list[float], rounds: int = 2000) -> tuple[float, float, float]:
@@ -170,6 +172,7 @@ def main() -> None:
         done.update(reused(partial, strategies, args.seeds, args.budget))
     runs_dir = tempfile.TemporaryDirectory(prefix="hpo-")
     runs = runs_dir.name
+    seconds_of: dict[tuple[str, int], float] = {}  # wall time of the studies this run trained
     jobs = [(s, seed, args.budget, runs) for seed in args.seeds for s in strategies if (s, seed) not in done]
     start = time.perf_counter()
     with runs_dir, multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
@@ -177,6 +180,7 @@ def main() -> None:
             if points is None:
                 continue
             done[strategy, seed] = points
+            seconds_of[strategy, seed] = seconds
             print(f"{strategy:<22} seed {seed:>3}: best {points[-1][1]:.3f} after {points[-1][0]:.1f} epochs "
                   f"({seconds:.0f}s)", flush=True)
             # Each finished study at once: an interrupted run resumes from here with --resume.
@@ -192,7 +196,7 @@ def main() -> None:
         for seed in args.seeds:
             ref, own = done["random", seed], done[s, seed]
             target = ref[-1][1]
-            reached = reach(own, target)
+            reached = reach(own, target, args.budget)
             row = {"seed": seed, "random_best": target, "best": own[-1][1], "epochs_to_random_best": reached,
                    "fraction": reached / args.budget if reached is not None else None}
             for share in (0.25, 0.5, 1.0):
@@ -205,14 +209,17 @@ def main() -> None:
         summary[s] = {"reached": sum(r["fraction"] is not None for r in rows), "seeds": len(rows),
                       "median_fraction": med, "median_fraction_ci95": [lo, hi],
                       "better_at_equal_epochs": sum(r["better_at_equal_epochs"] for r in rows),
-                      "median_best": statistics.median(r["best"] for r in rows)}
+                      "median_best": statistics.median(r["best"] for r in rows),
+                      "median_study_seconds": statistics.median([seconds_of[s, seed] for seed in args.seeds
+                                                                 if (s, seed) in seconds_of] or [math.nan])}
         table.append({"strategy": s, "per_seed": rows})
     print(f"\n{'strategy':<22} {'reached':>8} {'median share of random epochs [95% CI]':>40} {'better at =epochs':>18}"
-          f" {'median best':>12}")
+          f" {'median best':>12} {'study wall s':>13}")
     for s, v in summary.items():
         ci = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
         print(f"{s:<22} {v['reached']:>4}/{v['seeds']:<3} {ci.replace('inf%', 'never').replace('nan%', 'never'):>40} "
-              f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f}")
+              f"{v['better_at_equal_epochs']:>14}/{v['seeds']:<3} {v['median_best']:>12.3f} "
+              f"{v['median_study_seconds']:>13.0f}")
     print(f"wall time: {wall / 60:.1f} min for {len(jobs)} studies ({args.jobs} at a time)")
     plot(done, strategies, args.seeds, args.budget, name)
     (RESULTS / f"{name}.md").write_text(markdown(summary, table, args.seeds))
@@ -243,11 +250,12 @@ def reused(path: Path, strategies: list[str], seeds: list[int], budget: int) -> 
 def markdown(summary: dict, table: list[dict], seeds: list[int]) -> str:
     """The summary and per-seed tables as Markdown, for docs/tuning.md."""
     lines = ["| strategy | reached random's best | median share of random's epochs [95% CI] | better at equal epochs "
-             "| median best |", "|---|---|---|---|---|"]
+             "| median best | median study wall time |", "|---|---|---|---|---|---|"]
     for s, v in summary.items():
         share = f"{v['median_fraction']:.0%} [{v['median_fraction_ci95'][0]:.0%}, {v['median_fraction_ci95'][1]:.0%}]"
+        wall = "reused" if math.isnan(v["median_study_seconds"]) else f"{v['median_study_seconds']:.0f} s"
         lines.append(f"| {s} | {v['reached']}/{v['seeds']} | {share.replace('inf%', 'never').replace('nan%', 'never')} "
-                     f"| {v['better_at_equal_epochs']}/{v['seeds']} | {v['median_best']:.2f} |")
+                     f"| {v['better_at_equal_epochs']}/{v['seeds']} | {v['median_best']:.2f} | {wall} |")
     others = [t for t in table if t["strategy"] != "random"]
     lines += ["", "| seed | random best | " + " | ".join(f"{t['strategy']}: best (epochs to random's best)"
                                                      for t in others) + " |", "|---" * (2 + len(others)) + "|"]
@@ -277,7 +285,9 @@ def plot(done: dict, strategies: list[str], seeds: list[int], budget: int, name:
     ax.set_xlabel("training epochs consumed")
     ax.set_ylabel("best held-out -ELBO so far (nats)")
     ax.set_title(f"median and interquartile range over {len(seeds)} seeds")
-    ax.set_ylim(top=np.nanpercentile([best_at(done["random", s], budget * 0.25) for s in seeds], 90) + 5)
+    early = [v for seed in seeds if math.isfinite(v := best_at(done["random", seed], budget * 0.25))]
+    if early:  # the poor first trials would squash the curves that matter
+        ax.set_ylim(top=np.percentile(early, 90) + 5)
     ax.legend()
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ strategy needs to reach random search's final best ("never" when it does not), a
 held-out -ELBO after 25%, 50% and 100% of the budget beside random's at the same epochs. Medians
 come with 95% bootstrap intervals; a plot shows best-so-far against epochs (median and
 interquartile range over seeds). Writes benchmarks/results/hpo_efficiency[-<tag>].json and .png.
-A documented run, not CI: about 5-6 minutes per strategy and 10 seeds with --jobs 2 on 2 CPU cores
+A documented run, not CI: about 4-5 minutes per strategy and 10 seeds with --jobs 2 on 2 CPU cores
 (MNIST subset; random search can be reused from an earlier result made by the same code with
 --random-from):
 

@@ -4,7 +4,7 @@ experiments/tune_vae_mnist.yaml's space, each trained to the end (5 epochs) with
 between the trials' values there and their final values, and how many of the final best tenth a
 cut keeping the better half (successive halving's) at that step would keep. A first cut can come
 as early as the reports still rank. Writes benchmarks/results/hpo_fidelity.json. A documented
-run, not CI: about 10 minutes for 200 trials with --jobs 2 on 2 CPU cores (MNIST subset):
+run, not CI: about 4 minutes for 200 trials with --jobs 2 on 2 CPU cores (MNIST subset):
 
     GENMODELS_DATA=../shared/datasets python benchmarks/hpo_fidelity.py [--trials 200] [--jobs 2] [--seed 100]
 """

@@ -89,6 +89,7 @@ def _markdown(study: optuna.Study, tune: TuneConfig, summary: dict[str, Any], be
         f"- base config: `{tune.base}`, overrides: {', '.join(f'`{s}`' for s in tune.set) or 'none'}",
         f"- objectives (held-out split): {', '.join(f'{o} ({d})' for o, d in zip(tune.objectives, tune.directions))}",
         f"- sampler: {tune.sampler.name} (seed {tune.sampler.seed}), pruner: {tune.pruner.name}"
+        + (" (random start-up trials stopped at the first cut)" if tune.pruner.screens(tune.sampler.name) else "")
         + (f", {tune.cv_folds}-fold cross-validation" if tune.cv_folds else ""),
         f"- trials: {summary['trials']} ("
         + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + ")",

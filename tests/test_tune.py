@@ -111,6 +111,7 @@ def test_cli_tune_report_best_config_and_hparams(tmp_path):
                  "parallel_coordinate.png", "slice.png", "param_importances.png"):
         assert (out / name).is_file(), name
     assert len((out / "trials.csv").read_text().strip().splitlines()) == 4
+    assert "pruner: sha (random start-up trials stopped at the first cut)" in (out / "summary.md").read_text()
     best = yaml.safe_load((out / "best_config.yaml").read_text())
     study = load(tmp_path)
     assert best["optim"]["lr"] == study.best_params["optim.lr"]

@@ -42,8 +42,9 @@ class PruningCallback(Callback):
     """Reports the trial's objective to its pruner after each held-out evaluation, at a step all
     trials share (the epoch, or the images seen in multiples of train.eval_every_images, so
     trials with other batch sizes meet at the same steps), and stops the run if the pruner says
-    so; a stopped trial records the images it trained (`images`, as a finished one does). With report='best' the best value so far is reported: a GAN's FID swings from one
-    evaluation to the next, and a pruner reading raw values stops good trials on a bad one."""
+    so; a stopped trial records the images it trained (`images`, as a finished one does). With
+    report='best' the best value so far is reported: a GAN's FID swings from one evaluation to the
+    next, and a pruner reading raw values stops good trials on a bad one."""
 
     def __init__(self, trial: optuna.Trial, metric: str, direction: str, report: str = "last"):
         self.trial, self.metric, self.report = trial, metric, report

@@ -105,7 +105,7 @@ class PrunerConfig(StrictModel):
     # Report steps are epochs, or images seen when trials evaluate every K images (reports_per_epoch
     # or the base's train.eval_every_images); warm-ups and rungs count reports either way.
     # Successive halving by default, with the random start-up trials screened at its first cut:
-    # measured on 30 seeds (docs/tuning.md, "Tuning efficiency and the defaults").
+    # measured on 40 seeds (docs/tuning.md, "Tuning efficiency and the defaults").
     name: Literal["median", "percentile", "sha", "hyperband", "none"] = Field(
         "sha", description="which trials stop early: below the median or a percentile of finished trials at the "
                            "same step, successive halving, hyperband")
@@ -140,7 +140,8 @@ class TuneConfig(StrictModel):
                                                               "and reruns")
     timeout: float | None = Field(None, gt=0, description="seconds per invocation (none: no limit)")
     # Four reports an epoch let successive halving's first cut come after a quarter epoch: on the
-    # VAE space a quarter epoch ranks trials about as well as a whole one (benchmarks/hpo_efficiency.py).
+    # VAE space a quarter epoch ranks trials nearly as well as a whole one (Spearman 0.85 and 0.89
+    # with the final value, benchmarks/hpo_fidelity.py).
     reports_per_epoch: int = Field(4, ge=1, le=1000, description="held-out evaluations per epoch in each trial, each "
                                                                  "a report to the pruner (unless the base sets "
                                                                  "train.eval_every_images)")

@@ -30,6 +30,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -87,24 +88,31 @@ class Budget:
             study.stop()
 
 
+def space_study(sections: dict[str, Any], seed: int, runs: str, name: str) -> tuple[optuna.Study, Objective, int]:
+    """A fresh study `name` in `runs` over the VAE space, with the tuning-config `sections`
+    (sampler, pruner, reports_per_epoch) in place of the file's and the sampler seeded; with its
+    objective and the images of an epoch (the training split's size)."""
+    data = yaml.safe_load(SPACE.read_text())
+    for section in ("sampler", "pruner", "reports_per_epoch"):
+        data.pop(section, None)
+    data.update(copy.deepcopy(sections))
+    data.setdefault("sampler", {})["seed"] = seed
+    data.update(base=str(SPACE.parent / data["base"]), runs_dir=runs, study_name=name, n_trials=10_000)
+    path = Path(runs) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    tune, base = load_tune_config(path)
+    objective = Objective(tune, base, quiet=True)
+    epoch_images = len(objective.data_for(validate(Config, base, str(path))).train)
+    return open_study(tune, base), objective, epoch_images
+
+
 def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int, float]] | None, float]:
     """One (strategy, seed) study within the epoch budget: its best-so-far curve and wall time."""
     strategy, seed, budget, runs = job
     setup_process(threads=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = yaml.safe_load(SPACE.read_text())
-    for section in ("sampler", "pruner", "reports_per_epoch"):
-        data.pop(section, None)
-    data.update(copy.deepcopy(STRATEGIES[strategy]))
-    data.setdefault("sampler", {})["seed"] = seed
-    data.update(base=str(SPACE.parent / data["base"]), runs_dir=runs, study_name=f"{strategy.replace('+', '_')}-{seed}",
-                n_trials=10_000)
-    path = Path(runs) / f"{data['study_name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    tune, base = load_tune_config(path)
-    study = open_study(tune, base)
-    objective = Objective(tune, base, quiet=True)
-    epoch_images = len(objective.data_for(validate(Config, base, str(path))).train)
+    name = f"{strategy.replace('+', '_')}-{seed}"
+    study, objective, epoch_images = space_study(STRATEGIES[strategy], seed, runs, name)
     start = time.perf_counter()
     study.optimize(objective, callbacks=[Budget(budget, epoch_images)], catch=(Exception,))
     seconds = time.perf_counter() - start
@@ -115,7 +123,7 @@ def run_study(job: tuple[str, int, int, str]) -> tuple[str, int, list[tuple[int,
         t = failed[0]
         reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "no reason stored")
         print(f"{strategy} seed {seed}: trial {t.number} failed ({reason})", flush=True)
-    shutil.rmtree(Path(runs) / data["study_name"])  # its trials' checkpoints: about half a gigabyte
+    shutil.rmtree(Path(runs) / name)  # its trials' checkpoints: about half a gigabyte
     return strategy, seed, points, seconds
 
 

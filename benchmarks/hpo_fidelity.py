@@ -15,38 +15,27 @@ import argparse
 import multiprocessing
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import optuna
-import yaml
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
 from common import write_result
 from genmodels.runtime import setup_process
-from genmodels.study import open_study
-from genmodels.tune import Objective
-from genmodels.tune_config import load_tune_config
-
-ROOT = Path(__file__).resolve().parents[1]
-SPACE = ROOT / "experiments" / "tune_vae_mnist.yaml"
+from hpo_efficiency import ROOT, SPACE, space_study
 
 
-def random_trials(job: tuple[int, int, str]) -> list[dict[int, float]]:
-    """`n` random configurations trained without pruning: each one's reports, step -> value."""
+def random_trials(job: tuple[int, int, str]) -> tuple[list[dict[int, float]], int]:
+    """`n` random configurations trained without pruning: each one's reports (step -> value), and
+    the images of an epoch."""
     seed, n, runs = job
     setup_process(threads=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = yaml.safe_load(SPACE.read_text())
-    data.update(base=str(SPACE.parent / data["base"]), runs_dir=runs, study_name=f"random-{seed}", n_trials=n,
-                sampler={"name": "random", "seed": seed}, pruner={"name": "none"})
-    path = Path(runs) / f"random-{seed}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    tune, base = load_tune_config(path)
-    study = open_study(tune, base)
-    study.optimize(Objective(tune, base, quiet=True), n_trials=n)
-    return [dict(t.intermediate_values) for t in study.trials if t.state == TrialState.COMPLETE]
+    sections = {"sampler": {"name": "random"}, "pruner": {"name": "none"}}
+    study, objective, epoch_images = space_study(sections, seed, runs, f"random-{seed}")
+    study.optimize(objective, n_trials=n)
+    return [dict(t.intermediate_values) for t in study.trials if t.state == TrialState.COMPLETE], epoch_images
 
 
 def main() -> None:
@@ -58,8 +47,8 @@ def main() -> None:
     start = time.perf_counter()
     shares = [args.trials // args.jobs + (i < args.trials % args.jobs) for i in range(args.jobs)]
     with tempfile.TemporaryDirectory(prefix="fidelity-") as runs, multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        curves = [c for part in pool.map(random_trials, [(args.seed + i, n, runs) for i, n in enumerate(shares)])
-                  for c in part]
+        parts = pool.map(random_trials, [(args.seed + i, n, runs) for i, n in enumerate(shares)])
+    curves, per_epoch = [c for part, _ in parts for c in part], parts[0][1]
     steps = sorted(set.intersection(*(set(c) for c in curves)))
     values = np.array([[c[s] for s in steps] for c in curves])
     final = values[:, -1]
@@ -69,8 +58,7 @@ def main() -> None:
         kept = values[:, j] <= np.median(values[:, j])
         rows.append({"images": step, "spearman_with_final": round(float(spearmanr(values[:, j], final)[0]), 3),
                      "best_tenth_kept_by_halving": f"{int((best_tenth & kept).sum())}/{int(best_tenth.sum())}"})
-    per_epoch = steps[-1] / 5
-    print(f"{len(curves)} random trials of 5 epochs ({per_epoch:.0f} training images an epoch)")
+    print(f"{len(curves)} random trials of {steps[-1] / per_epoch:g} epochs ({per_epoch} training images an epoch)")
     print(f"{'epochs':>7} {'Spearman with final':>20} {'final best tenth kept by a top-half cut':>40}")
     for r in rows:
         print(f"{r['images'] / per_epoch:>7.2f} {r['spearman_with_final']:>20.3f} {r['best_tenth_kept_by_halving']:>40}")

@@ -64,7 +64,8 @@ def train(root: Path, images: int, seed: int, out_dir: Path, workers: int = 2, b
             if i % 100 == 0:
                 save_image(real, out_dir / "real_samples.png", normalize=True)
                 with torch.no_grad():
-                    save_image(net_g(fixed_noise).detach(), out_dir / f"fake_samples_epoch_{epoch:03d}.png", normalize=True)
+                    save_image(net_g(fixed_noise).detach(), out_dir / f"fake_samples_epoch_{epoch:03d}.png",
+                               normalize=True)
             done += real.size(0)
             if done >= images:
                 break

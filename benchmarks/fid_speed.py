@@ -103,7 +103,8 @@ def main() -> None:
           f"genmodels {med['genmodels']:.2f}s -> {result['speedup']:.1f}x (target >= 4x)")
     print(f"values: {values['pytorch_fid']:.6f} vs {values['genmodels']:.6f} (relative difference {rel:.2e})")
     print(f"full FID, {args.n} generated images on {device}: {t_total:.2f}s "
-          f"(sample {t_sample:.2f}s, features {t_features:.2f}s, distance {result['full_fid_10k_generated']['stats_and_distance_s']:.2f}s; "
+          f"(sample {t_sample:.2f}s, features {t_features:.2f}s, "
+          f"distance {result['full_fid_10k_generated']['stats_and_distance_s']:.2f}s; "
           f"extractor {extractor.name})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,7 +45,7 @@ def main() -> None:
     pre = build(load_config(config, [f"log.runs_dir={runs}", "name=pretrain"]), quiet=True)
     pretrain = pre.fit()
     source = pre.run_dir
-    print(f"pretrained on MNIST: {pretrain['epochs']} epochs, held-out -ELBO {pretrain['best']['value']:.2f}", flush=True)
+    print(f"pretrained on MNIST: {pretrain.epochs} epochs, held-out -ELBO {pretrain.best['value']:.2f}", flush=True)
     full_test = load_data(DataConfig(name="fashion-mnist"), pre.device).test
 
     table, curves = [], {}
@@ -61,11 +61,11 @@ def main() -> None:
             trainer.model = best_model
             trainer.data.test = full_test
             test = trainer.evaluate("test")
-            row[name] = {"test_neg_elbo": test["neg_elbo"], "best_epoch": result["best"]["epoch"],
-                         "heldout_best": result["best"]["value"], "train_images": len(trainer.data.train)}
+            row[name] = {"test_neg_elbo": test["neg_elbo"], "best_epoch": result.best["epoch"],
+                         "heldout_best": result.best["value"], "train_images": len(trainer.data.train)}
             if n == 1000:
-                curves[name] = [(h["epoch"], h["neg_elbo"]) for h in result["history"]]
-            print(f"N={n:<6} {name:<26} test -ELBO {test['neg_elbo']:8.2f} (best epoch {result['best']['epoch']})",
+                curves[name] = [(h["epoch"], h["neg_elbo"]) for h in result.history]
+            print(f"N={n:<6} {name:<26} test -ELBO {test['neg_elbo']:8.2f} (best epoch {result.best['epoch']})",
                   flush=True)
         table.append(row)
 
@@ -80,7 +80,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     fig.savefig(RESULTS / "finetune_vs_scratch.png", dpi=110)
     (RESULTS / "finetune_vs_scratch.json").write_text(json.dumps(
-        {"epochs": args.epochs, "pretrain": {"epochs": pretrain["epochs"], "heldout_neg_elbo": pretrain["best"]["value"]},
+        {"epochs": args.epochs, "pretrain": {"epochs": pretrain.epochs, "heldout_neg_elbo": pretrain.best["value"]},
          "results": table, "curves_1000": curves}, indent=2) + "\n")
     print(f"\n{'images':>7} " + " ".join(f"{name:>26}" for name in VARIANTS))
     for row in table:

@@ -53,19 +53,19 @@ def run(dataset: str, epochs: int, runs_dir: Path) -> dict:
     n = cfg.eval.fid_samples
     out = {
         "dataset": dataset,
-        "epochs": result["epochs"],
+        "epochs": result.epochs,
         "train_images": len(trainer.data.train),
         "train_wall_s": round(wall, 1),
         "device": str(trainer.device),
         "features": trainer.scorer.name,
         "feature_classifier_test_accuracy": trainer.scorer.extractor.info.get("test_accuracy"),
         "fid_samples": n,
-        "heldout_fid": result["heldout"]["fid"],
-        "heldout_fid_best": result["best"]["value"],
+        "heldout_fid": result.heldout["fid"],
+        "heldout_fid_best": result.best["value"],
         "heldout_real_floor": real_floor(trainer, "heldout", n),
         "test": test,
         "test_real_floor": real_floor(trainer, "test", n),
-        "heldout_fid_per_epoch": [round(h["fid"], 3) for h in result["history"]],
+        "heldout_fid_per_epoch": [round(h["fid"], 3) for h in result.history],
     }
     images = trainer.model.sample(64, torch.Generator(trainer.device).manual_seed(0))
     save_image(images.cpu(), RESULTS / f"gan_{dataset}_samples.png", nrow=8)

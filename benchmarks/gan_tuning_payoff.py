@@ -41,7 +41,8 @@ TEST_SAMPLES = 10_000
 
 
 def scorer(fid_samples: int = TEST_SAMPLES) -> SampleQuality:
-    return SampleQuality(EvalConfig(fid_samples=fid_samples, metrics=list(QUALITY_METRICS)), DataConfig(name="fashion-mnist"))
+    return SampleQuality(EvalConfig(fid_samples=fid_samples, metrics=list(QUALITY_METRICS)),
+                         DataConfig(name="fashion-mnist"))
 
 
 def test_scores(model: torch.nn.Module, test_images: torch.Tensor, quality: SampleQuality) -> dict[str, float]:
@@ -99,7 +100,8 @@ def ranking(study_dir: Path, study_name: str) -> dict:
     test_fid = [r["test_fid_10000"] for r in rows]
     keys = ["objective", "fid_1000", "kid", "fid_inf"] + [k for k in rows[0] if k.startswith("fid_") and
                                                          k not in ("fid_1000", "fid_inf")] if rows else []
-    spearman = {k: round(float(spearmanr([r[k] for r in rows], test_fid).statistic), 3) for k in keys} if len(rows) > 2 else {}
+    spearman = ({k: round(float(spearmanr([r[k] for r in rows], test_fid).statistic), 3) for k in keys}
+                if len(rows) > 2 else {})
     pruning = pruning_ranks(rows, study_dir)
     return {"completed_trials": len(rows), "spearman_with_test_fid_10000": spearman, "pruning_report": pruning,
             "trials": rows}
@@ -136,7 +138,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_process()
     study_dir = Path(args.study)
-    out = json.loads((RESULTS / "gan_tuning_payoff.json").read_text()) if (RESULTS / "gan_tuning_payoff.json").exists() else {}
+    path = RESULTS / "gan_tuning_payoff.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
     out["images"], out["test_samples"] = args.images, TEST_SAMPLES
     base = ROOT / "experiments" / "dcgan_fashion.yaml"  # the study's base: the recipe a user starts from
     best = best_config(study_dir) if "best" in args.only else None

@@ -42,9 +42,9 @@ from common import RESULTS, write_result
 from genmodels.config import Config
 from genmodels.runtime import setup_process
 from genmodels.schema import validate
-from genmodels.study import open_study
-from genmodels.tune import Objective
-from genmodels.tune_config import load_tune_config
+from genmodels.tuning.study import open_study
+from genmodels.tuning.objective import Objective
+from genmodels.tuning.config import load_tune_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "experiments" / "tune_vae_mnist.yaml"

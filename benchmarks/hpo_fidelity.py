@@ -46,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     shares = [args.trials // args.jobs + (i < args.trials % args.jobs) for i in range(args.jobs)]
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as runs, multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as runs, spawn.Pool(args.jobs) as pool:
         parts = pool.map(random_trials, [(args.seed + i, n, runs) for i, n in enumerate(shares)])
     curves, per_epoch = [c for part, _ in parts for c in part], parts[0][1]
     steps = sorted(set.intersection(*(set(c) for c in curves)))
@@ -61,7 +62,8 @@ def main() -> None:
     print(f"{len(curves)} random trials of {steps[-1] / per_epoch:g} epochs ({per_epoch} training images an epoch)")
     print(f"{'epochs':>7} {'Spearman with final':>20} {'final best tenth kept by a top-half cut':>40}")
     for r in rows:
-        print(f"{r['images'] / per_epoch:>7.2f} {r['spearman_with_final']:>20.3f} {r['best_tenth_kept_by_halving']:>40}")
+        print(f"{r['images'] / per_epoch:>7.2f} {r['spearman_with_final']:>20.3f} "
+              f"{r['best_tenth_kept_by_halving']:>40}")
     minutes = (time.perf_counter() - start) / 60
     print(f"wall time: {minutes:.1f} min ({args.jobs} studies at a time)")
     write_result("hpo_fidelity", {"space": str(SPACE.relative_to(ROOT)), "trials": len(curves), "seeds": [

@@ -1,7 +1,7 @@
 """Scale-out: how far one study storage and one machine's processes go.
 
 1. Studies: tiny trials (a 1-epoch VAE on 300 images) run by 1, 2 and 4 worker processes, each
-   the code path of `genmodels tune --workers` (genmodels.study.optimize), on SQLite and on a
+   the code path of `genmodels tune --workers` (genmodels.tuning.study.optimize), on SQLite and on a
    local PostgreSQL; trials per hour, and the SQL statements each trial costs (counted in every
    worker with SQLAlchemy's cursor events).
 2. The storage alone: 32 light processes, each creating trials and reporting 100 intermediate
@@ -36,8 +36,8 @@ from common import write_result
 from genmodels.config import load_config
 from genmodels.models import build_model
 from genmodels.runtime import setup_process
-from genmodels.study import open_study, optimize
-from genmodels.tune_config import load_tune_config
+from genmodels.tuning.study import open_study, optimize
+from genmodels.tuning.config import load_tune_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -83,7 +83,8 @@ def study_rates(folder: Path, storage: str | None, label: str, n_trials: int) ->
         trials = optuna.load_study(study_name=name, storage=url).trials
         done = sum(t.state.is_finished() for t in trials)
         rows.append({"storage": label, "workers": workers, "trials": done, "seconds": round(seconds, 1),
-                     "trials_per_hour": round(done / seconds * 3600), "statements_per_trial": round(statements / done, 1)})
+                     "trials_per_hour": round(done / seconds * 3600),
+                     "statements_per_trial": round(statements / done, 1)})
         print(rows[-1], flush=True)
     return rows
 

@@ -235,7 +235,8 @@ def main() -> None:
     }
     print()
     for name in variants:
-        print(f"{name:<15}: {med[name]:8.0f} images/s  {gflops[name]:6.2f} GFLOP/s  ({gflops[name] / peak:.1%} of peak)")
+        print(f"{name:<15}: {med[name]:8.0f} images/s  {gflops[name]:6.2f} GFLOP/s  "
+              f"({gflops[name] / peak:.1%} of peak)")
     print(f"ratio fp32     : {ratio:.2f}x (target >= 3x)")
     print(f"ratio bf16     : {ratio_bf16:.2f}x")
     print(f"matmul peak    : {peak:.1f} GFLOP/s (float32, 2048x2048)")

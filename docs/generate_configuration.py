@@ -18,7 +18,7 @@ from pydantic_core import PydanticUndefined
 
 from genmodels.config import Config
 from genmodels.models import MODELS
-from genmodels.tune_config import ParamSpec, TuneConfig
+from genmodels.tuning.config import ParamSpec, TuneConfig
 
 PAGE = Path(__file__).resolve().parent / "configuration.md"
 
@@ -72,8 +72,10 @@ def table(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = ()) -> li
     for name, field in model.model_fields.items():
         if name in skip:
             continue
-        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
-        description = field.description or (f"see [{prefix}{name}](#{prefix}{name}".replace(".", "") + ")" if sub else "")
+        annotation = field.annotation
+        sub = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        link = f"see [{prefix}{name}](#{prefix}{name}".replace(".", "") + ")"
+        description = field.description or (link if sub else "")
         lines.append(f"| `{prefix}{field.alias or name}` | {type_name(field.annotation)} | {default(field)} | "
                      f"{constraint(field)} | {description} |")
     return lines
@@ -93,11 +95,14 @@ def render() -> str:
         out += ["", f"### {name}", ""] + table(model, f"{name}.")
     for kind, cls in MODELS.items():
         out += ["", f"### model (kind: {kind})", "", (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
-                "", f"Held-out metrics: {', '.join(f'`{m}` ({d})' for m, d in cls.metrics.items())}; "
-                    f"early stopping and best.pt follow `{cls.monitor}` unless `train.monitor` says otherwise.", ""]
+                "", f"Held-out metrics: {', '.join(f'`{m}` ({d})' for m, d in cls.metrics.items() if d)}; "
+                    f"early stopping and best.pt follow `{cls.monitor}` unless `train.monitor` says otherwise. "
+                    f"Reported beside them (standard errors, diagnostics): "
+                    f"{', '.join(f'`{m}`' for m, d in cls.metrics.items() if not d) or 'none'}.", ""]
         out += table(cls.Config, "model.")
         if cls.EvalOptions.model_fields:
-            out += ["", f"Evaluation options (`genmodels eval --{', --'.join(n.replace('_', '-') for n in cls.EvalOptions.model_fields)}`):", ""]
+            flags = ", --".join(n.replace("_", "-") for n in cls.EvalOptions.model_fields)
+            out += ["", f"Evaluation options (`genmodels eval --{flags}`):", ""]
             out += table(cls.EvalOptions, "")
     out += ["", "## Tuning config", ""] + table(TuneConfig, "", skip=("sampler", "pruner"))
     out += ["", "### sampler", ""] + table(TuneConfig.model_fields["sampler"].annotation, "sampler.")

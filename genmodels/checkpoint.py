@@ -19,9 +19,10 @@ from torch import nn
 from genmodels.errors import UserError
 from genmodels.files import atomic_write
 
-#: 2 added `images_seen`; version 1 files load with its default.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2 added `images_seen` (version 1 files load with its default); 3 renamed `bad_epochs` to
+#: `bad_evaluations`, which is what it counts (earlier files load under the new name).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -39,8 +40,8 @@ class RunCheckpoint:
     step: int  # completed training steps
     batch_index: int  # within the current epoch
     perm: torch.Tensor | None  # the current epoch's data order
-    best: dict[str, Any] | None  # {"epoch", "step", "value", "metrics"}
-    bad_epochs: int
+    best: dict[str, Any] | None  # {"epoch", "step", "images", "value", "metrics"}
+    bad_evaluations: int  # held-out evaluations since the best one
     history: list[dict[str, Any]]
     stop_reason: str
     images_seen: int = 0  # training images consumed so far
@@ -56,6 +57,8 @@ class RunCheckpoint:
         if state["format_version"] not in READABLE_VERSIONS:
             raise UserError(f"{source}: checkpoint format {state['format_version']!r}, "
                             f"expected one of {READABLE_VERSIONS}")
+        if state["format_version"] < 3 and "bad_epochs" in state:
+            state = {**state, "bad_evaluations": state["bad_epochs"]}
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in state:
@@ -71,7 +74,7 @@ class RunCheckpoint:
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "kind": str, "config": dict, "image_shape": (list, tuple), "model": dict, "optimizers": dict, "scalers": dict,
     "rng": dict, "epoch": int, "step": int, "batch_index": int, "perm": (torch.Tensor, type(None)),
-    "best": (dict, type(None)), "bad_epochs": int, "history": list, "stop_reason": str, "images_seen": int,
+    "best": (dict, type(None)), "bad_evaluations": int, "history": list, "stop_reason": str, "images_seen": int,
 }
 
 

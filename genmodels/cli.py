@@ -4,7 +4,6 @@ are one line on stderr and exit code 2; Ctrl-C and SIGTERM save the run and exit
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any, Callable
 
@@ -16,19 +15,19 @@ from torchvision.utils import save_image
 from genmodels import distributed
 from genmodels.config import load_config
 from genmodels.dashboard import serve, storage_of
-from genmodels.storage import safe_url
+from genmodels.tuning.storage import safe_url
 from genmodels.errors import Interrupted, UserError
 from genmodels.experiment import build, evaluate_run
 from genmodels.files import atomic_write
-from genmodels.finetune import FineTuning
+from genmodels.images import grid_columns
 from genmodels.metrics.classifier import EPOCHS, load_classifier, save_classifier, train_classifier
 from genmodels.metrics.extractor import cache_dirs
 from genmodels.models import MODELS
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import setup_process
-from genmodels.study_report import write_report
-from genmodels.study import tune_study
-from genmodels.tune import retrain_best
+from genmodels.tuning.report import write_report
+from genmodels.tuning.study import tune_study
+from genmodels.tuning.retrain import retrain_best
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -65,21 +64,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or --name NEW for a new run")
     if args.resume and not (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
-    trainer = build(cfg, quiet=args.quiet, resume=args.resume)
-    if not distributed.is_main():  # under torchrun rank 0 speaks for the run
-        trainer.fit()
+    main_rank = distributed.is_main()  # under torchrun rank 0 speaks for the run
+    result = build(cfg, quiet=args.quiet, resume=args.resume, announce=print if main_rank else None).fit()
+    if not main_rank:
         return 0
-    for cb in trainer.callbacks:
-        if isinstance(cb, FineTuning):
-            print(cb.summary())
-    result = trainer.fit()
-    processes = f"  processes: {result['processes']}" if result["processes"] > 1 else ""
-    print(f"run: {run_dir}  device: {result['device']}{processes}  epochs: {result['epochs']}  "
-          f"time: {result['train_seconds']:.1f}s" + (f"  ({result['stop_reason']})" if result["stop_reason"] else ""))
-    print(f"held-out metrics (nats per image where applicable), epoch {result['epochs']}:")
-    print(_format_metrics(result["heldout"]))
-    if result["best"]:
-        print(f"best heldout/{result['monitor']}: {result['best']['value']:.4f} at epoch {result['best']['epoch']:g}")
+    processes = f"  processes: {result.processes}" if result.processes > 1 else ""
+    print(f"run: {run_dir}  device: {result.device}{processes}  epochs: {result.epochs}  "
+          f"time: {result.train_seconds:.1f}s" + (f"  ({result.stop_reason})" if result.stop_reason else ""))
+    print(f"held-out metrics (nats per image where applicable), epoch {result.epochs}:")
+    print(_format_metrics(result.heldout))
+    if result.best:
+        print(f"best heldout/{result.monitor}: {result.best['value']:.4f} at epoch {result.best['epoch']:g}")
     print(f"view the curves: tensorboard --logdir {cfg.log.runs_dir}")
     return 0
 
@@ -106,8 +101,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     cfg, model, _ = load_run(args.run_dir, args.checkpoint)
     seed = cfg.seed if args.seed is None else args.seed
     images = model.sample(args.n, torch.Generator().manual_seed(seed))
-    nrow = max(1, int(math.sqrt(args.n)))
-    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
+    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=grid_columns(args.n), format="png"))
     print(f"wrote {args.n} samples to {args.output}")
     return 0
 
@@ -151,8 +145,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         retrained = retrain_best(study, tune, base, quiet=args.quiet)
     summary = write_report(study, tune, base, retrained)
     out = tune.study_dir()
-    print(f"study {tune.study_name}: {summary['trials']} trials ("
-          + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + f"), storage {safe_url(args.storage or tune.storage_url())}")
+    states = ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n)
+    print(f"study {tune.study_name}: {summary['trials']} trials ({states}), "
+          f"storage {safe_url(args.storage or tune.storage_url())}")
     for best in summary.get("best", []):
         values = ", ".join(f"{o}={v:.4f}" for o, v in zip(tune.objectives, best["values"]))
         print(f"best trial {best['trial']}: {values}  params: {best['params']}")

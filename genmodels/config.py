@@ -1,5 +1,5 @@
 """The run configuration: the sections defined beside what they configure (data, model families,
-optimizer, sample quality) assembled into one `Config`, plus the sections of the loop itself.
+optimizer, sample quality, fine-tuning) assembled into one `Config`, plus the sections of the loop itself.
 
 Every field has a type, a default and a description; an unknown key is an error that names the
 closest valid key.
@@ -14,6 +14,7 @@ from pydantic import Field, SerializeAsAny, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from genmodels.data import DataConfig
+from genmodels.finetune import FinetuneConfig
 from genmodels.metrics.quality import EvalConfig
 from genmodels.models import MODELS, ModelSection
 from genmodels.optim import OptimConfig
@@ -49,31 +50,6 @@ class LogConfig(StrictModel):
     runs_dir: str = Field("runs", description="parent folder of run folders")
     n_images: int = Field(64, ge=1, le=1024, description="images in each TensorBoard grid and samples.png")
     images_every: int = Field(1, ge=1, description="evaluations between TensorBoard image grids")
-
-
-class FinetuneConfig(StrictModel):
-    """Start from a trained run: its weights in, chosen parameters frozen or re-drawn."""
-
-    model_config = StrictModel.model_config | {"populate_by_name": True}
-
-    source: str = Field(alias="from", description="a run folder or a .pt checkpoint")
-    checkpoint: Literal["best", "last"] = Field("best", description="which checkpoint of a run folder")
-    # Glob patterns over parameter names. A comma-separated string works too, so a tuning
-    # space can choose between pattern sets (categorical choices must be strings).
-    freeze: list[str] | str = Field(default_factory=list, description="glob patterns of parameters kept fixed")
-    reinit: list[str] | str = Field(default_factory=list, description="glob patterns of layers re-drawn "
-                                                                      "before training")
-
-    @staticmethod
-    def _patterns(value: list[str] | str) -> list[str]:
-        items = value.split(",") if isinstance(value, str) else value
-        return [p.strip() for p in items if p.strip() and p.strip() != "none"]
-
-    def freeze_patterns(self) -> list[str]:
-        return self._patterns(self.freeze)
-
-    def reinit_patterns(self) -> list[str]:
-        return self._patterns(self.reinit)
 
 
 class Config(StrictModel):

@@ -14,7 +14,7 @@ import optuna_dashboard
 
 from genmodels.errors import Interrupted, UserError
 from genmodels.runtime import signals_interrupt
-from genmodels.storage import open_storage
+from genmodels.tuning.storage import open_storage
 
 
 def storage_of(study_dir: str | None, url: str | None) -> str:

@@ -1,6 +1,7 @@
 """The one place that assembles a run from a Config: data at the right size, the model, the
-fine-tuning source, the FID scorer and callbacks, handed to the Trainer; and the evaluation of a
-finished run. The CLI, the tuner, the notebooks and the benchmarks all build runs here.
+fine-tuning step, the FID scorer and callbacks, handed to the Trainer (with the run's own
+checkpoint, when it resumes); and the evaluation of a finished run. The CLI, the tuner, the
+notebooks and the benchmarks all build runs here.
 
     trainer = build(load_config("experiments/vae_mnist.yaml"))
     trainer.fit()
@@ -10,33 +11,35 @@ finished run. The CLI, the tuner, the notebooks and the benchmarks all build run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from genmodels.checkpoint import RunCheckpoint, load_checkpoint
 from genmodels.config import Config
 from genmodels.data import DataSplits, load_data
+from genmodels import finetune
+from genmodels.callbacks import Callback
 from genmodels.errors import ConfigError, UserError
 from genmodels.files import write_json
-from genmodels.finetune import FineTuning, freeze, load_source_weights
+from genmodels.finetune import FinetuneConfig
 from genmodels.metrics.quality import QUALITY_METRICS, SampleQuality
 from genmodels.models import GenerativeModel, build_model, model_class
+from genmodels.recorder import HParams
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import pick_device
 from genmodels.schema import validate
 from genmodels.evaluation import eval_context, evaluate_split
-from genmodels.train import Callback, Trainer
+from genmodels.train import Trainer
 
 
-def read_source(cfg: Config) -> tuple[RunCheckpoint, str]:
-    """The fine-tuning source checkpoint, read once."""
-    assert cfg.finetune is not None
-    path = checkpoint_path(cfg.finetune.source, cfg.finetune.checkpoint)
+def read_source(ft: FinetuneConfig) -> tuple[RunCheckpoint, str]:
+    """The fine-tuning source checkpoint, read once, and where it was."""
+    path = checkpoint_path(ft.source, ft.checkpoint)
     return load_checkpoint(path), str(path)
 
 
-def resolve(cfg: Config, reference: RunCheckpoint) -> Config:
+def complete(cfg: Config, reference: RunCheckpoint) -> Config:
     """Fill in what a fine-tuning config leaves to its source (or a resumed run to its own
     checkpoint): the model section, and an image folder's size and channels. The result is
     self-contained: the run's config.yaml and checkpoints need the source no more."""
@@ -50,6 +53,30 @@ def resolve(cfg: Config, reference: RunCheckpoint) -> Config:
     return validate(Config, data, f"{cfg.name} (completed from {cfg.finetune.source if cfg.finetune else 'its run'})")
 
 
+def resolved(cfg: Config) -> Config:
+    """`cfg` completed from its fine-tuning source where it needs one (a study's base config)."""
+    return complete(cfg, read_source(cfg.finetune)[0]) if cfg.finetune is not None else cfg
+
+
+def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
+    """Each of `names` is a metric the configured model computes at every held-out evaluation
+    and has a direction: refused up front, not after an epoch of training."""
+    cls = model_class(cfg.model.kind)
+    reported = cls.reported_metrics(cfg.eval.metrics)
+    for name in names:
+        if name in reported and cls.metrics.get(name) is not None:
+            continue
+        if name in QUALITY_METRICS and name in cls.metrics:
+            why = f"is computed only when eval.metrics lists it (eval.metrics: {cfg.eval.metrics})"
+        elif name in cls.metrics:
+            why = ("is no objective (a standard error or diagnostic)" if name in reported else
+                   "is not computed at training's held-out evaluations (`genmodels eval` reports it)")
+        else:
+            why = f"is not a metric a '{cfg.model.kind}' model reports"
+        objectives = sorted(m for m in reported if cls.metrics.get(m) is not None)
+        raise ConfigError(f"{field}: '{name}' {why} (expected one of {', '.join(objectives)})")
+
+
 def make_scorer(cfg: Config, device: torch.device, quiet: bool = False) -> SampleQuality:
     """FID & co. against the run's splits; the feature extractor loads only if the model asks."""
     return SampleQuality(cfg.eval, cfg.data, device, quiet)
@@ -57,46 +84,44 @@ def make_scorer(cfg: Config, device: torch.device, quiet: bool = False) -> Sampl
 
 def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | None = None,
           callbacks: Sequence[Callback] = (), run_dir: str | Path | None = None, quiet: bool = False,
-          resume: bool = False) -> Trainer:
+          resume: bool = False, hparams: HParams | None = None,
+          announce: Callable[[str], None] | None = None) -> Trainer:
     """A Trainer for `cfg`, ready to fit.
 
     data: splits already loaded (the tuner shares them between trials); model: a model to train
     as it is (its weights are kept: a fine-tuning section then only freezes); resume=True
-    continues run_dir/last.pt, whose own config and weights make the fine-tuning source
-    unnecessary.
+    continues run_dir/last.pt exactly, whose own config and weights make the fine-tuning source
+    unnecessary; hparams: what the run's HParams record shows; announce: called with the
+    fine-tuning step's summary (the CLI prints it).
     """
     run_dir = Path(run_dir) if run_dir else cfg.run_dir()
-    if cfg.train.monitor in QUALITY_METRICS and cfg.train.monitor not in cfg.eval.metrics:
-        raise ConfigError(f"train.monitor: '{cfg.train.monitor}' is computed only when eval.metrics lists it "
-                          f"(eval.metrics: {cfg.eval.metrics})")
     device = pick_device(cfg.train.device)
     last = load_checkpoint(run_dir / "last.pt", device) if resume else None
     source = None
-    if last is not None:
-        cfg = resolve(cfg, last)
-    elif cfg.finetune is not None and (model is None or data is None or cfg.model is None):
-        source = read_source(cfg)
-        cfg = resolve(cfg, source[0])
-    image_shape = (last or source[0]).image_shape if (last or source) else None
-    data = data or load_data(cfg.data, device, image_shape)
-    if image_shape and data.image_shape != tuple(image_shape):
-        raise ConfigError(f"finetune.from: the checkpoint's model takes images {tuple(image_shape)}, "
+    if last is None and cfg.finetune is not None and (model is None or data is None or cfg.model is None):
+        source = read_source(cfg.finetune)
+    reference = last or (source[0] if source else None)
+    if reference is not None:
+        cfg = complete(cfg, reference)
+    check_metrics(cfg, [cfg.train.monitor or model_class(cfg.model.kind).monitor], "train.monitor")
+    data = data or load_data(cfg.data, device, reference.image_shape if reference else None)
+    if reference is not None and data.image_shape != tuple(reference.image_shape):
+        raise ConfigError(f"finetune.from: the checkpoint's model takes images {tuple(reference.image_shape)}, "
                           f"data '{cfg.data.name}' has {data.image_shape}")
+    start_from_source = source is not None and model is None
     if model is None:
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stays as it was
             torch.manual_seed(cfg.seed)
             model = build_model(cfg.model, data.image_shape)
-        if source is not None:
-            load_source_weights(model, cfg.model.kind, source[0], source[1])
-    callbacks = list(callbacks)
     if cfg.finetune is not None:
-        # Re-drawing belongs to starting from the source; a resumed run's weights are its own.
-        counts = freeze(model, cfg.finetune, reinit=source is not None)
-        callbacks.append(FineTuning(cfg.finetune.source, counts, source[0].epoch if source else None))
-    trainer = Trainer(cfg, data, model, callbacks, run_dir, make_scorer(cfg, device, quiet), quiet)
-    if last is not None:
-        trainer.restore(last, str(run_dir / "last.pt"))
-    return trainer
+        # The source's weights (and re-drawn layers) belong to starting from it; a resumed run's
+        # weights are its own, and so are a given model's.
+        summary = finetune.apply(model, cfg.model.kind, cfg.finetune, source[0] if start_from_source else None,
+                                 source[1] if source else "")
+        if announce is not None:
+            announce(str(summary))
+    return Trainer(cfg, data, model, callbacks, run_dir, make_scorer(cfg, device, quiet), quiet, start=last,
+                   hparams=hparams)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "heldout", which: str = "best",

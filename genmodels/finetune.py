@@ -1,27 +1,97 @@
-"""Fine-tuning: a build step that starts a model from a trained run's weights and freezes or
-re-draws parameters by name, and a callback that keeps frozen BatchNorm statistics fixed.
+"""Fine-tuning: the `finetune` config section and the one build step that applies it: the source
+run's weights in, chosen parameters re-drawn, chosen parameters frozen.
 
     finetune:
       from: runs/vae_mnist        # a run directory or a .pt checkpoint
       freeze: [encoder.*]         # glob patterns over parameter names (model.named_parameters())
       reinit: [decoder.2.*]       # re-drawn from the layer's own initialiser before training
 
-The source is read once, by `genmodels.experiment`; once the run has a checkpoint of its own it
-is never needed again (resuming reads the run's last.pt, which holds every weight).
+`genmodels.experiment.build` reads the source checkpoint (once) to complete the config, builds
+the model and calls `apply`. Once the run has a checkpoint of its own the source is never needed
+again: a resumed run's last.pt holds every weight, and `apply` then only freezes.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field
 from torch import nn
 
 from genmodels.checkpoint import RunCheckpoint, load_weights
-from genmodels.config import FinetuneConfig
 from genmodels.errors import ConfigError
 from genmodels.models.base import GenerativeModel
-from genmodels.train import Callback, Trainer
+from genmodels.schema import StrictModel
+
+
+class FinetuneConfig(StrictModel):
+    """Start from a trained run: its weights in, chosen parameters frozen or re-drawn."""
+
+    model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    source: str = Field(alias="from", description="a run folder or a .pt checkpoint")
+    checkpoint: Literal["best", "last"] = Field("best", description="which checkpoint of a run folder")
+    # Glob patterns over parameter names. A comma-separated string works too, so a tuning
+    # space can choose between pattern sets (categorical choices must be strings).
+    freeze: list[str] | str = Field(default_factory=list, description="glob patterns of parameters kept fixed")
+    reinit: list[str] | str = Field(default_factory=list, description="glob patterns of layers re-drawn "
+                                                                      "before training")
+
+    @staticmethod
+    def _patterns(value: list[str] | str) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [p.strip() for p in items if p.strip() and p.strip() != "none"]
+
+    def freeze_patterns(self) -> list[str]:
+        return self._patterns(self.freeze)
+
+    def reinit_patterns(self) -> list[str]:
+        return self._patterns(self.reinit)
+
+
+@dataclass
+class FinetuneSummary:
+    """What `apply` did, for the run's log."""
+
+    source: str
+    source_epoch: int | None  # None: the weights came from the run's own checkpoint (a resume)
+    frozen: int  # parameters (scalars)
+    trainable: int
+    frozen_tensors: int
+    reinit_tensors: int
+
+    def __str__(self) -> str:
+        start = (f"fine-tuning from {self.source} (epoch {self.source_epoch})" if self.source_epoch is not None
+                 else f"fine-tuning (weights from the run's own checkpoint; source {self.source})")
+        return (f"{start}: {self.frozen:,} parameters frozen ({self.frozen_tensors} tensors), {self.trainable:,} "
+                f"trainable, {self.reinit_tensors} tensors re-initialised")
+
+
+def apply(model: GenerativeModel, kind: str, ft: FinetuneConfig, source: RunCheckpoint | None,
+          where: str = "") -> FinetuneSummary:
+    """Prepare `model` (of family `kind`) for fine-tuning, before its optimizers are built (frozen parameters never
+    reach one): the `source` checkpoint's weights in (None: the model's weights are kept, as a
+    resumed run's or a model passed in are), `reinit` layers re-drawn (only when starting from the
+    source), `freeze` parameters fixed. Frozen BatchNorm layers keep the source's running
+    statistics: the model holds them in eval mode while the rest trains."""
+    if source is not None and source.kind != kind:
+        raise ConfigError(f"finetune.from: {where} holds a '{source.kind}' model, the config trains '{kind}'")
+    names = [n for n, _ in model.named_parameters()]
+    redrawn = match(names, ft.reinit_patterns(), "reinit")
+    frozen = match(names, ft.freeze_patterns(), "freeze")
+    if source is not None:
+        load_weights(model, source.model, f"finetune.from: {where}")
+        _reinitialise(model, redrawn)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    model.fixed_statistics = _frozen_with_statistics(model)
+    return FinetuneSummary(
+        source=ft.source, source_epoch=source.epoch if source is not None else None,
+        frozen=sum(p.numel() for n, p in model.named_parameters() if n in frozen),
+        trainable=sum(p.numel() for n, p in model.named_parameters() if n not in frozen),
+        frozen_tensors=len(frozen), reinit_tensors=len(redrawn) if source is not None else 0)
 
 
 def match(names: list[str], patterns: list[str], field: str) -> set[str]:
@@ -37,29 +107,6 @@ def match(names: list[str], patterns: list[str], field: str) -> set[str]:
     return chosen
 
 
-def load_source_weights(model: GenerativeModel, kind: str, source: RunCheckpoint, where: str) -> None:
-    """The source checkpoint's weights into `model`, which must be of the same family and shape."""
-    if source.kind != kind:
-        raise ConfigError(f"finetune.from: {where} holds a '{source.kind}' model, the config trains '{kind}'")
-    load_weights(model, source.model, f"finetune.from: {where}")
-
-
-def freeze(model: nn.Module, ft: FinetuneConfig, reinit: bool = True) -> dict[str, Any]:
-    """Re-draw (if `reinit`) and freeze parameters by pattern; before the optimizers are built,
-    so frozen parameters never reach one. Returns counts for the log."""
-    names = [n for n, _ in model.named_parameters()]
-    redrawn = match(names, ft.reinit_patterns(), "reinit")
-    frozen = match(names, ft.freeze_patterns(), "freeze")
-    if reinit and redrawn:
-        _reinitialise(model, redrawn)
-    for name, p in model.named_parameters():
-        p.requires_grad_(name not in frozen)
-    n_frozen = sum(p.numel() for n, p in model.named_parameters() if n in frozen)
-    n_train = sum(p.numel() for n, p in model.named_parameters() if n not in frozen)
-    return {"frozen": n_frozen, "trainable": n_train, "frozen_tensors": len(frozen),
-            "reinit_tensors": len(redrawn) if reinit else 0}
-
-
 def _reinitialise(model: nn.Module, names: set[str]) -> None:
     """Re-draw whole layers that own a matched parameter, with the layer's reset_parameters()."""
     for module_name, module in model.named_modules():
@@ -68,7 +115,7 @@ def _reinitialise(model: nn.Module, names: set[str]) -> None:
             module.reset_parameters()
 
 
-def frozen_modules(model: nn.Module) -> list[nn.Module]:
+def _frozen_with_statistics(model: nn.Module) -> list[nn.Module]:
     """Modules all of whose parameters are frozen and that hold running statistics (BatchNorm)."""
     out = []
     for module in model.modules():
@@ -76,23 +123,3 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
         if params and not any(p.requires_grad for p in params) and any(True for _ in module.buffers(recurse=False)):
             out.append(module)
     return out
-
-
-class FineTuning(Callback):
-    """Keeps frozen BatchNorm layers in eval mode while the rest trains, so their running
-    statistics stay the source's: a frozen block does not drift through its buffers. Carries
-    what the build step did, for the log."""
-
-    def __init__(self, source: str, counts: dict[str, Any], source_epoch: int | None = None):
-        self.source, self.counts, self.source_epoch = source, counts, source_epoch
-
-    def summary(self) -> str:
-        c = self.counts
-        start = (f"fine-tuning from {self.source} (epoch {self.source_epoch})" if self.source_epoch is not None
-                 else f"fine-tuning (weights from the run's own checkpoint; source {self.source})")
-        return (f"{start}: {c['frozen']:,} parameters frozen ({c['frozen_tensors']} tensors), {c['trainable']:,} "
-                f"trainable, {c['reinit_tensors']} tensors re-initialised")
-
-    def on_train_epoch_start(self, trainer: Trainer) -> None:
-        for module in frozen_modules(trainer.model):
-            module.eval()

@@ -5,9 +5,9 @@ rank 0 writes; the others' recorder is switched off.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,23 @@ from tqdm.auto import tqdm
 
 from genmodels.config import Config
 from genmodels.files import atomic_write, write_json, write_text
-from genmodels.tblog import grid, log_hparams
+from genmodels.run_state import FitResult
+from genmodels.tblog import grid, grid_columns, log_hparams
+
+
+@dataclass
+class HParams:
+    """What a run's HParams record shows instead of every config field and the final held-out
+    metrics: a tuning trial shows its searched fields and its objectives at its best evaluation."""
+
+    params: dict[str, Any]
+    metrics: list[str]
 
 
 class RunRecorder:
-    def __init__(self, run_dir: Path, cfg: Config, enabled: bool = True, quiet: bool = False):
-        self.run_dir, self.cfg, self.enabled, self.quiet = run_dir, cfg, enabled, quiet
-        # What the HParams record shows: by default every config field and the final held-out
-        # metrics; a tuning trial shows its searched fields and its objectives at its best evaluation.
-        self.hparams: dict[str, Any] | None = None
-        self.hparam_metrics: list[str] | None = None
+    def __init__(self, run_dir: Path, cfg: Config, enabled: bool = True, quiet: bool = False,
+                 hparams: HParams | None = None):
+        self.run_dir, self.cfg, self.enabled, self.quiet, self.hparams = run_dir, cfg, enabled, quiet, hparams
         self._writer: SummaryWriter | None = None
         self._layout_written = False
 
@@ -75,21 +82,20 @@ class RunRecorder:
     def images(self, grids: dict[str, torch.Tensor], step: int) -> None:
         if self._writer is not None:
             for name, images in grids.items():
-                self._writer.add_image(f"samples/{name}", grid(images, max(1, int(math.sqrt(len(images))))), step)
+                self._writer.add_image(f"samples/{name}", grid(images), step)
 
-    def finish(self, result: dict[str, Any], samples: torch.Tensor, step: int) -> None:
+    def finish(self, result: FitResult, samples: torch.Tensor, step: int) -> None:
         """A finished (or stopped) run's results: HParams with its final held-out metrics,
         metrics.json and a grid of samples."""
         if self._writer is None:
             return
-        params = self.hparams if self.hparams is not None else self.cfg.flat()
-        metrics = result["heldout"]
-        if self.hparam_metrics is not None:
-            at_best = (result["best"] or {}).get("metrics") or metrics
-            metrics = {k: at_best[k] for k in self.hparam_metrics if k in at_best}
+        params, metrics = self.cfg.flat(), result.heldout
+        if self.hparams is not None:
+            at_best = result.best_metrics()
+            params, metrics = self.hparams.params, {k: at_best[k] for k in self.hparams.metrics if k in at_best}
         log_hparams(self._writer, params, {f"heldout_{k}": v for k, v in metrics.items()}, step)
-        write_json(self.run_dir / "metrics.json", result)
-        nrow = max(1, int(math.sqrt(len(samples))))
+        write_json(self.run_dir / "metrics.json", result.to_dict())
+        nrow = grid_columns(len(samples))
         atomic_write(self.run_dir / "samples.png", lambda tmp: save_image(samples.cpu(), tmp, nrow=nrow, format="png"))
 
     def flush(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -10,10 +9,12 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid
 
+from genmodels.images import grid_columns
+
 
 def grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
     """(N, C, H, W) in [0, 1] -> one (C, H', W') grid image, a 2-pixel border between tiles."""
-    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    nrow = nrow or grid_columns(images.shape[0])
     return make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2)
 
 
@@ -27,7 +28,9 @@ def log_hparams(writer: SummaryWriter, params: dict[str, Any], metrics: dict[str
     values = {k: v for k, v in params.items() if isinstance(v, (bool, int, float, str))}
     metric_tags = {f"hparams/{k}": float(v) for k, v in metrics.items()}
     experiment, start, end = hparams(values, metric_tags)
-    file_writer = writer._get_file_writer()
+    file_writer = writer.file_writer  # the public handle of the run's own event file, open until close()
+    if file_writer is None:
+        raise ValueError("log_hparams: the SummaryWriter is closed")
     for summary in (experiment, start, end):
         file_writer.add_summary(summary)
     for tag, value in metric_tags.items():

@@ -29,19 +29,22 @@ def test_version_1_files_still_load(run, tmp_path):
     state = torch.load(run / "last.pt", weights_only=True)
     state["format_version"] = 1
     del state["images_seen"]
+    state["bad_epochs"] = state.pop("bad_evaluations")  # its name before version 3
     torch.save(state, tmp_path / "old.pt")
-    assert load_checkpoint(tmp_path / "old.pt").images_seen == 0
+    old = load_checkpoint(tmp_path / "old.pt")
+    assert old.images_seen == 0 and old.bad_evaluations == state["bad_epochs"]
 
 
 @pytest.mark.parametrize("damage, message", [
     (lambda s: s.pop("optimizers"), "not a genmodels run checkpoint ('optimizers' is missing)"),
     (lambda s: s.update(epoch="three"), "checkpoint field 'epoch' is a str"),
     (lambda s: s.update(image_shape=[1, 28]), "checkpoint field 'image_shape' is [1, 28], expected [C, H, W]"),
-    (lambda s: s.update(format_version=99), "checkpoint format 99, expected one of (1, 2)"),
+    (lambda s: s.update(format_version=99), "checkpoint format 99, expected one of (1, 2, 3)"),
     (lambda s: s["model"].update({"decoder.0.2.weight": torch.zeros(3, 3)}),
      "shape mismatch for 'decoder.0.2.weight': checkpoint (3, 3), model (784, 32)"),
     (lambda s: s["model"].pop("encoder.1.0.bias"), "lacks 'encoder.1.0.bias', which the configured model has"),
-    (lambda s: s["model"].update({"extra.weight": torch.zeros(1)}), "has 'extra.weight', which the configured model lacks"),
+    (lambda s: s["model"].update({"extra.weight": torch.zeros(1)}),
+     "has 'extra.weight', which the configured model lacks"),
 ])
 def test_damaged_checkpoint_is_one_line(run, tmp_path, damage, message):
     state = torch.load(run / "best.pt", weights_only=True)

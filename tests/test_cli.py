@@ -29,7 +29,8 @@ def test_train_eval_sample(tmp_path):
 
     again = run_cli("train", str(cfg), "--quiet")
     assert again.returncode == 2
-    assert again.stderr.strip() == f"genmodels: error: {run} already holds a run; pass --resume to continue it, or --name NEW for a new run"
+    assert again.stderr.strip() == (f"genmodels: error: {run} already holds a run; pass --resume to continue it, "
+                                    f"or --name NEW for a new run")
 
     more = run_cli("train", str(cfg), "--quiet", "--resume", "--set", "train.epochs=3")
     assert more.returncode == 0, more.stderr
@@ -68,7 +69,8 @@ def test_every_option_says_its_default():
     missing = []
     for parser in parsers(build_parser()):
         for action in parser._actions:
-            if action.option_strings and action.dest not in ("help",) and not isinstance(action, argparse._SubParsersAction):
+            subcommands = isinstance(action, argparse._SubParsersAction)
+            if action.option_strings and action.dest not in ("help",) and not subcommands:
                 if "default" not in (action.help or "") and "required" not in (action.help or ""):
                     missing.append(f"{parser.prog} {action.option_strings[0]}")
     assert not missing, missing

@@ -15,7 +15,7 @@ def write(tmp_path, text):
 
 def test_experiment_configs_are_valid():
     from genmodels.schema import read_yaml, validate
-    from genmodels.tune_config import TuneConfig
+    from genmodels.tuning.config import TuneConfig
 
     for path in sorted((REPO / "experiments").glob("*.yaml")):
         data = read_yaml(path)
@@ -26,7 +26,8 @@ def test_experiment_configs_are_valid():
 
 
 def test_defaults_and_overrides(tmp_path):
-    cfg = load_config(write(tmp_path, "model:\n  hidden: 64\n"), ["train.epochs=3", "optim.lr=3e-4", "optim.betas=[0.5, 0.9]"])
+    cfg = load_config(write(tmp_path, "model:\n  hidden: 64\n"),
+                      ["train.epochs=3", "optim.lr=3e-4", "optim.betas=[0.5, 0.9]"])
     assert cfg.model.hidden == 64 and cfg.train.epochs == 3
     assert cfg.optim.lr == pytest.approx(3e-4) and cfg.optim.betas == (0.5, 0.9)
     assert cfg.model.latent_dim == 20  # default kept
@@ -43,10 +44,12 @@ def test_parse_override_types():
 @pytest.mark.parametrize("text, expected", [
     ("model:\n  n_layer: 2\n", "cfg.yaml: unknown key 'model.n_layer'; did you mean 'model.n_layers'?"),
     ("trian:\n  epochs: 2\n", "cfg.yaml: unknown key 'trian'; did you mean 'train'?"),
-    ("train:\n  epochs: many\n", "cfg.yaml: train.epochs: expected a valid integer, unable to parse string as an integer, got 'many'"),
+    ("train:\n  epochs: many\n",
+     "cfg.yaml: train.epochs: expected a valid integer, unable to parse string as an integer, got 'many'"),
     ("model:\n  n_layers: 0\n", "cfg.yaml: model.n_layers: expected greater than or equal to 1, got 0"),
     ("data:\n  heldout_fraction: 1.5\n", "cfg.yaml: data.heldout_fraction: expected less than 1, got 1.5"),
-    ("model:\n  likelihood: poisson\n", "cfg.yaml: model.likelihood: expected 'bernoulli' or 'gaussian', got 'poisson'"),
+    ("model:\n  likelihood: poisson\n",
+     "cfg.yaml: model.likelihood: expected 'bernoulli' or 'gaussian', got 'poisson'"),
 ])
 def test_config_error_lines(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:
@@ -64,7 +67,8 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
     result = run_cli("train", str(path), "--set", "model.latent_dims=3", "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"genmodels: error: {path} (with --set): unknown key 'model.latent_dims'; did you mean 'model.latent_dim'?"]
+    assert lines == [f"genmodels: error: {path} (with --set): unknown key 'model.latent_dims'; "
+                     f"did you mean 'model.latent_dim'?"]
     assert "Traceback" not in result.stderr
 
 

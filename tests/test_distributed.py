@@ -121,8 +121,8 @@ PRUNED = """
 import sys, optuna
 from genmodels import distributed
 from genmodels.runtime import setup_process
-from genmodels.study import open_study, optimize
-from genmodels.tune_config import load_tune_config
+from genmodels.tuning.study import open_study, optimize
+from genmodels.tuning.config import load_tune_config
 setup_process()
 distributed.init_from_env()
 tune, base = load_tune_config(sys.argv[1])

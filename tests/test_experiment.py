@@ -1,5 +1,6 @@
 """Assembling runs (genmodels.experiment): fine-tuning sources, resume, and what a run leaves alone."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -10,11 +11,11 @@ import torch
 import yaml
 
 from genmodels.config import load_config
+from genmodels.errors import ConfigError
 from genmodels.experiment import build
-from genmodels.finetune import FineTuning
 from genmodels.models import GAN, Updater
 from genmodels.optim import OptimConfig
-from genmodels.study import tune_study
+from genmodels.tuning.study import tune_study
 
 from conftest import REPO, tiny_config
 
@@ -54,7 +55,7 @@ def test_resume_needs_no_source(tmp_path, source):
     shutil.rmtree(copy)  # the source run is gone; the run's own last.pt holds every weight
     cfg = load_config_from(tmp_path, ft_config(tmp_path, copy, "name=ft"))
     resumed = build(cfg, quiet=True, resume=True)
-    assert next(cb for cb in resumed.callbacks if isinstance(cb, FineTuning)).counts["frozen_tensors"] == 4
+    assert sum(not p.requires_grad for p in resumed.model.parameters()) == 4
     resumed.fit()
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
@@ -106,6 +107,7 @@ def test_frozen_discriminator_layers_get_no_gradient():
 LEAVES_ALONE = """
 import sys, torch, matplotlib, optuna
 from conftest import tiny_config
+from genmodels.errors import ConfigError
 from genmodels.experiment import build
 import pathlib
 torch.manual_seed(123)
@@ -113,7 +115,7 @@ before = torch.get_rng_state()
 backend, verbosity = matplotlib.get_backend(), optuna.logging.get_verbosity()
 trainer = build(tiny_config(pathlib.Path(sys.argv[1])), quiet=True)
 trainer.fit()
-import genmodels.study_report, genmodels.cli
+import genmodels.tuning.report, genmodels.cli
 x = torch.full((4,), 1e-39)
 print(torch.equal(before, torch.get_rng_state()), bool((x * 1.0 != 0).all()),
       matplotlib.get_backend() == backend, optuna.logging.get_verbosity() == verbosity)
@@ -126,3 +128,23 @@ def test_a_run_leaves_rng_fp_mode_and_libraries_as_it_found_them(tmp_path):
     assert out.returncode == 0, out.stderr
     # global RNG untouched, denormals still computed (no flush-to-zero set), backend and verbosity kept
     assert out.stdout.split() == ["True", "True", "True", "True"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # The VAE computes iwae_nll only under `genmodels eval --iwae-k K`: training would fail at its first evaluation.
+    (["train.monitor=iwae_nll"], "train.monitor: 'iwae_nll' is not computed at training's held-out evaluations"),
+    (["model.kind=gan", "train.monitor=kid"], "train.monitor: 'kid' is computed only when eval.metrics lists it"),
+    (["model.kind=gan", "train.monitor=fid_se"], "train.monitor: 'fid_se' is no objective"),
+    (["train.monitor=fid"], "train.monitor: 'fid' is not a metric a 'vae' model reports"),
+])
+def test_a_monitor_that_is_never_computed_is_refused_before_data_loads(tmp_path, overrides, message):
+    opened = len(OPENED)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build(tiny_config(tmp_path, "data.root=" + str(tmp_path / "nothing-here"), *overrides), quiet=True)
+    assert not any("nothing-here" in path for path in OPENED[opened:])
+
+
+def test_kid_as_monitor_with_eval_metrics_is_accepted(tmp_path):
+    trainer = build(tiny_config(tmp_path, "model.kind=gan", "model.arch=mlp", "model.hidden=16", "model.latent_dim=4",
+                                "train.monitor=kid", "eval.metrics=[kid]", "data.limit=300"), quiet=True)
+    assert trainer.monitor == "kid"

@@ -7,7 +7,6 @@ from PIL import Image
 from genmodels.data import DataConfig, load_data, load_imagefolder
 from genmodels.errors import ConfigError
 from genmodels.experiment import build
-from genmodels.finetune import FineTuning
 from genmodels.runs import load_run
 
 from conftest import data_root, run_cli, tiny_config
@@ -23,7 +22,11 @@ def source_run(tmp_path_factory):
 
 
 def finetune_counts(trainer):
-    return next(cb for cb in trainer.callbacks if isinstance(cb, FineTuning)).counts
+    """What the fine-tuning step froze, read off the model's parameters."""
+    params = list(trainer.model.parameters())
+    return {"frozen": sum(p.numel() for p in params if not p.requires_grad),
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "frozen_tensors": sum(not p.requires_grad for p in params)}
 
 
 def finetune_config(tmp_path, source, *extra):
@@ -36,7 +39,8 @@ def test_frozen_parameters_unchanged_trainable_changed(tmp_path, source_run):
     trainer = build(finetune_config(tmp_path, source_run, "finetune.freeze=[encoder.*]"), quiet=True)
     info = finetune_counts(trainer)
     n_encoder = sum(p.numel() for p in source_model.encoder.parameters())
-    assert info["frozen"] == n_encoder and info["trainable"] == sum(p.numel() for p in source_model.decoder.parameters())
+    n_decoder = sum(p.numel() for p in source_model.decoder.parameters())
+    assert info["frozen"] == n_encoder and info["trainable"] == n_decoder
     trainer.fit()
     before = dict(source_model.named_parameters())
     for name, p in trainer.model.named_parameters():
@@ -53,7 +57,8 @@ def test_gan_finetune_freezes_generator_block(tmp_path):
                               "model.latent_dim=4", "eval.fid_samples=100"), quiet=True)
     src.fit()
     cfg = tiny_config(tmp_path, "name=gft", "model.kind=gan", "model.arch=mlp", "model.hidden=16", "model.latent_dim=4",
-                      "eval.fid_samples=100", f"finetune.from={src.run_dir}", "finetune.freeze=generator.0.0.*,generator.0.1.*",
+                      "eval.fid_samples=100", f"finetune.from={src.run_dir}",
+                      "finetune.freeze=generator.0.0.*,generator.0.1.*",
                       "data.classes=[3]", "data.limit=200")
     ft = build(cfg, quiet=True)
     ft.fit()
@@ -76,7 +81,8 @@ def write(tmp_path, data):
 
 @pytest.mark.parametrize("change, message", [
     ({"finetune": {"freeze": ["encoderr.*"]}}, "finetune.freeze: pattern 'encoderr.*' matches no parameter"),
-    ({"model": {"hidden": 48}}, "best.pt: shape mismatch for 'encoder.1.0.weight': checkpoint (32, 784), model (48, 784)"),
+    ({"model": {"hidden": 48}},
+     "best.pt: shape mismatch for 'encoder.1.0.weight': checkpoint (32, 784), model (48, 784)"),
     ({"model": {"kind": "gan", "arch": "mlp"}}, "holds a 'vae' model, the config trains 'gan'"),
 ])
 def test_finetune_errors_are_one_line(tmp_path, source_run, change, message):
@@ -139,7 +145,7 @@ def test_imagefolder_loads_caches_and_trains(tmp_path):
     cfg = tiny_config(tmp_path, "data.name=imagefolder", f"data.path={folder}", "data.image_size=32",
                       "data.channels=3", "model.arch=conv", "model.hidden=4", "train.batch_size=8", "train.epochs=2")
     result = build(cfg, quiet=True).fit()
-    assert result["epochs"] == 2 and np.isfinite(result["heldout"]["neg_elbo"])
+    assert result.epochs == 2 and np.isfinite(result.heldout["neg_elbo"])
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"not a png")
@@ -155,7 +161,7 @@ def test_missing_pattern_is_config_error(tmp_path, source_run):
 def test_finetune_fields_are_tunable(tmp_path, source_run):
     import optuna
 
-    from genmodels.study import tune_study
+    from genmodels.tuning.study import tune_study
 
     base = {"name": "x", "model": {"kind": "vae", "hidden": 32, "latent_dim": 4},
             "data": {"name": "fashion-mnist", "limit": 300}, "train": {"epochs": 1, "batch_size": 128},

@@ -77,7 +77,8 @@ def run_config_cases() -> list[tuple[str, str]]:
     cases = []
     for dotted, field in fields(Config):
         for value in bad_values(field.annotation, field.metadata):
-            cases.append((f"{dotted}={value!r}", yaml.safe_dump(set_path(yaml.safe_load(yaml.safe_dump(BASE)), dotted, value))))
+            changed = set_path(yaml.safe_load(yaml.safe_dump(BASE)), dotted, value)
+            cases.append((f"{dotted}={value!r}", yaml.safe_dump(changed)))
     for kind, cls in MODELS.items():
         for name, field in cls.Config.model_fields.items():
             if name == "kind":
@@ -181,6 +182,7 @@ SPACES = {
 TOP = {
     "objective the VAE lacks": {"objectives": ["fid"]},
     "unknown objective": {"objectives": ["accuracy"]},
+    "objective training never computes": {"objectives": ["iwae_nll"]},
     "no objectives": {"objectives": []},
     "directions mismatch": {"objectives": ["neg_elbo"], "directions": ["minimize", "maximize"]},
     "bad direction": {"directions": ["down"]},

@@ -77,10 +77,10 @@ def gan_config(tmp_path, *extra):
 def test_gan_through_trainer_resumes_exactly_and_logs_fid(tmp_path):
     straight = build(gan_config(tmp_path, "name=straight", "train.epochs=2"), quiet=True)
     result = straight.fit()
-    assert result["monitor"] == "fid" and result["heldout"]["fid"] > 0
+    assert result.monitor == "fid" and result.heldout["fid"] > 0
     build(gan_config(tmp_path, "name=split", "train.epochs=1"), quiet=True).fit()
-    resumed = build(gan_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
-    resumed.fit(resume=True)
+    resumed = build(gan_config(tmp_path, "name=split", "train.epochs=2"), quiet=True, resume=True)
+    resumed.fit()
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert torch.equal(a, b)
     assert torch.equal(straight.model.d_updates, resumed.model.d_updates)
@@ -120,4 +120,5 @@ def test_cli_gan_eval_on_test_split_names_extractor(tmp_path):
                                       "precision", "recall", "d_loss", "d_auc"}
     assert report["metrics"]["fid"] > 0 and 0 <= report["metrics"]["recall"] <= 1
     bad = run_cli("eval", str(run), "--iwae-k", "5")
-    assert bad.returncode == 2 and "evaluation option 'iwae_k': a 'gan' run has no such option (its options: none)" in bad.stderr
+    assert bad.returncode == 2
+    assert "evaluation option 'iwae_k': a 'gan' run has no such option (its options: none)" in bad.stderr

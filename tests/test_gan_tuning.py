@@ -9,7 +9,7 @@ import yaml
 from optuna.trial import TrialState
 
 from genmodels.metrics.features import cache_dirs, classifier_name, load_classifier
-from genmodels.study import tune_study
+from genmodels.tuning.study import tune_study
 
 from conftest import cli
 

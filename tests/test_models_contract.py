@@ -89,7 +89,7 @@ def tiny_ae():
 # --- the contract, over every registry entry ------------------------------------------------
 
 
-@pytest.fixture(params=["vae", "gan", "tiny_ae"])
+@pytest.fixture(params=[*sorted(MODELS), "tiny_ae"])  # every registered family, and this file's
 def family(request):
     MODELS["tiny_ae"] = TinyAE
     yield request.param, MODELS[request.param]
@@ -107,7 +107,9 @@ def test_constructor_mirrors_the_config(family):
     signature = inspect.signature(cls.__init__).parameters
     assert cls.constructor_arguments() == list(fields)
     assert {k: signature[k].default for k in fields} == fields
-    assert cls.monitor in cls.metrics and set(cls.metrics.values()) <= {"minimize", "maximize"}
+    assert set(cls.metrics.values()) <= {"minimize", "maximize", None} and cls.metrics[cls.monitor] is not None
+    assert cls.monitor in cls.reported_metrics() <= set(cls.metrics)
+    assert cls.reported_metrics(full=True) <= set(cls.metrics)
 
 
 def test_build_step_sample_evaluate_round_trip(family):
@@ -131,11 +133,13 @@ def test_build_step_sample_evaluate_round_trip(family):
     ctx = EvalContext(torch.Generator().manual_seed(1), scorer=scorer, fid_samples=50)
     metrics = model.evaluate(heldout.split(100), ctx)
     assert model.monitor in metrics and all(math.isfinite(v) for v in metrics.values())
+    assert set(metrics) == cls.reported_metrics()  # exactly what it says it reports
 
     twin = build_model(cfg.model, (1, 28, 28))
     twin.load_state_dict(model.state_dict())
     model.eval(), twin.eval()
-    assert torch.equal(model.sample(4, torch.Generator().manual_seed(2)), twin.sample(4, torch.Generator().manual_seed(2)))
+    same_noise = [torch.Generator().manual_seed(2) for _ in range(2)]
+    assert torch.equal(model.sample(4, same_noise[0]), twin.sample(4, same_noise[1]))
 
 
 # --- the third family through every command ---------------------------------------------------

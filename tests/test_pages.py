@@ -98,7 +98,8 @@ def test_dashboard_on_postgresql_while_workers_write(tmp_path, postgres_url):
         "base": "base.yaml", "study_name": "live_study", "runs_dir": str(tmp_path / "runs"), "n_trials": 4,
         "sampler": {"name": "random"}, "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}}))
     workers = subprocess.Popen([sys.executable, "-m", "genmodels", "tune", str(tmp_path / "tune.yaml"), "--quiet",
-                                "--workers", "2", "--storage", postgres_url], env={**os.environ, "GENMODELS_DATA": data_root()})
+                                "--workers", "2", "--storage", postgres_url],
+                               env={**os.environ, "GENMODELS_DATA": data_root()})
     port = free_port()
     proc = serve([sys.executable, "-m", "genmodels", "dashboard", "--storage", postgres_url, "--port", str(port)],
                  f"http://127.0.0.1:{port}/api/studies")

@@ -3,7 +3,7 @@
 import optuna
 from optuna.trial import TrialState
 
-from genmodels.pruners import StartupScreening
+from genmodels.tuning.search import StartupScreening
 
 
 def run(pruner, n_trials=8):

@@ -132,7 +132,7 @@ def test_workers_and_reruns_draw_different_configurations(tmp_path):
     path = write_tune(tmp_path, n_trials=4, sampler="tpe", set=["train.epochs=2"])
     code, _, err = cli("tune", str(path), "--quiet")  # one worker; then two more, then a rerun
     assert code == 0, err
-    from genmodels.study import tune_study
+    from genmodels.tuning.study import tune_study
 
     tune_study(str(path), ["n_trials=8"], workers=2, quiet=True)
     tune_study(str(path), ["n_trials=10"], quiet=True)

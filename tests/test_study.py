@@ -136,7 +136,7 @@ def test_sigterm_to_a_study_with_workers_leaves_no_process_and_no_running_trial(
 
 
 def _open(url):
-    from genmodels.storage import open_storage
+    from genmodels.tuning.storage import open_storage
     open_storage(url)
     return url
 

@@ -33,12 +33,12 @@ def test_same_seed_same_numbers(tmp_path):
     a = build(tiny_config(tmp_path, "name=a", "train.epochs=2"), quiet=True)
     b = build(tiny_config(tmp_path, "name=b", "train.epochs=2"), quiet=True)
     ra, rb = a.fit(), b.fit()
-    assert ra["history"] == rb["history"]
+    assert ra.history == rb.history
     assert all(torch.equal(x, y) for x, y in zip(params(a.model), params(b.model)))
     sa, sb = scalars(a.run_dir), scalars(b.run_dir)
     assert sa["train/loss"] == sb["train/loss"] and len(sa["train/loss"]) >= 5
     c = build(tiny_config(tmp_path, "name=c", "train.epochs=2", "seed=1"), quiet=True)
-    assert c.fit()["history"] != ra["history"]
+    assert c.fit().history != ra.history
 
 
 def test_resume_equivalence(tmp_path):
@@ -47,9 +47,9 @@ def test_resume_equivalence(tmp_path):
     straight.fit()
     first = build(tiny_config(tmp_path, "name=split", "train.epochs=1"), quiet=True)
     first.fit()
-    resumed = build(tiny_config(tmp_path, "name=split", "train.epochs=2"), quiet=True)
-    result = resumed.fit(resume=True)
-    assert result["epochs"] == 2 and resumed.step == straight.step
+    resumed = build(tiny_config(tmp_path, "name=split", "train.epochs=2"), quiet=True, resume=True)
+    result = resumed.fit()
+    assert result.epochs == 2 and resumed.state.step == straight.state.step
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert torch.equal(a, b)
     for name, opt in straight.optimizers.items():
@@ -58,7 +58,7 @@ def test_resume_equivalence(tmp_path):
     s1, s2 = scalars(straight.run_dir), scalars(resumed.run_dir)
     for tag in ("train/loss", "train/recon", "train/kl", "heldout/neg_elbo", "heldout/recon"):
         assert s1[tag] == s2[tag], tag
-    assert straight.history == resumed.history
+    assert straight.state.history == resumed.state.history
 
 
 class InterruptingVAE(VAE):
@@ -89,8 +89,8 @@ def test_signal_mid_epoch_then_resume_is_exact(tmp_path, signum):
     assert stopped.value.signum == signum and stopped.value.exit_code == 128 + signum
     state = ckpt.load_checkpoint(interrupted.run_dir / "last.pt")
     assert state.epoch == 0 and state.batch_index == 7 and state.step == 7
-    resumed = build(cfg, quiet=True)
-    resumed.fit(resume=True)
+    resumed = build(cfg, quiet=True, resume=True)
+    resumed.fit()
     for a, b in zip(params(straight.model), params(resumed.model)):
         assert torch.equal(a, b)
     assert scalars(straight.run_dir)["heldout/neg_elbo"] == scalars(resumed.run_dir)["heldout/neg_elbo"]
@@ -137,8 +137,8 @@ def test_early_stopping(tmp_path):
     # min_delta larger than any possible gain: every epoch after the first counts as no gain.
     trainer = build(tiny_config(tmp_path, "train.epochs=10", "train.patience=2", "train.min_delta=1e9"), quiet=True)
     result = trainer.fit()
-    assert result["epochs"] == 3 and result["best"]["epoch"] == 1
-    assert "early stop" in result["stop_reason"]
+    assert result.epochs == 3 and result.best["epoch"] == 1
+    assert "early stop" in result.stop_reason
 
 
 def test_nan_loss_raises(tmp_path):
@@ -155,9 +155,9 @@ def test_callback_sees_each_epoch(tmp_path):
 
     class Recorder(Callback):
         def on_evaluation(self, trainer, metrics):
-            seen.append((trainer.epoch, metrics["neg_elbo"]))
-            if trainer.epoch == 2:
-                trainer.should_stop = True
+            seen.append((trainer.state.epoch, metrics["neg_elbo"]))
+            if trainer.state.epoch == 2:
+                trainer.state.should_stop = True
 
     build(tiny_config(tmp_path, "train.epochs=5"), callbacks=[Recorder()], quiet=True).fit()
     assert [e for e, _ in seen] == [1, 2]
@@ -165,7 +165,7 @@ def test_callback_sees_each_epoch(tmp_path):
 
 def test_grad_clip_and_bf16_run(tmp_path):
     result = build(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
-    assert result["heldout"]["neg_elbo"] > 0
+    assert result.heldout["neg_elbo"] > 0
 
 
 FLUSH_PROBE = """

@@ -10,8 +10,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from genmodels.errors import ConfigError
-from genmodels.study import open_study, optimize, tune_study
-from genmodels.tune_config import load_tune_config
+from genmodels.tuning.study import open_study, optimize, tune_study
+from genmodels.tuning.config import load_tune_config
 
 from conftest import cli, run_cli
 

@@ -59,7 +59,7 @@ def test_bernoulli_reconstruction_nll_is_the_log_likelihood():
 def test_bernoulli_nll_gradients():
     logits = (torch.randn(4, 1, 3, 3, dtype=torch.float64) * 4).requires_grad_()
     x = torch.rand(4, 1, 3, 3, dtype=torch.float64).requires_grad_()
-    assert torch.autograd.gradcheck(lambda l, t: reconstruction_nll(l, t, "bernoulli"), (logits, x))
+    assert torch.autograd.gradcheck(lambda logit, t: reconstruction_nll(logit, t, "bernoulli"), (logits, x))
 
 
 def test_bernoulli_nll_is_stable_for_extreme_logits():

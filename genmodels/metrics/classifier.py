@@ -24,7 +24,7 @@ from genmodels.data import heldout_split, load_raw, take
 from genmodels.errors import UserError
 from genmodels.files import exclusive, write_json
 from genmodels.metrics.extractor import FeatureExtractor, cache_dirs, writable
-from genmodels.models.base import to_unit
+from genmodels.images import to_unit
 
 # 2: 8 epochs at batch 128 in channels-last layout, no shift augmentation (3.5 min -> under 2 on
 # Fashion-MNIST, 92.2-92.7% test accuracy: on a short schedule augmentation cost more than it gave)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from genmodels.data import find_dataset
-from genmodels.models.base import to_unit
+from genmodels.images import to_unit
 
 
 class FeatureExtractor(nn.Module):

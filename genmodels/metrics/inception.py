@@ -52,11 +52,14 @@ def _fid_inception() -> nn.Module:
     from torchvision.models.inception import Inception3
 
     net = Inception3(num_classes=1008, aux_logits=False, init_weights=False)
-    blocks = {"Mixed_5b": pfi.FIDInceptionA(192, pool_features=32), "Mixed_5c": pfi.FIDInceptionA(256, pool_features=64),
-              "Mixed_5d": pfi.FIDInceptionA(288, pool_features=64), "Mixed_6b": pfi.FIDInceptionC(768, channels_7x7=128),
-              "Mixed_6c": pfi.FIDInceptionC(768, channels_7x7=160), "Mixed_6d": pfi.FIDInceptionC(768, channels_7x7=160),
-              "Mixed_6e": pfi.FIDInceptionC(768, channels_7x7=192), "Mixed_7b": pfi.FIDInceptionE_1(1280),
-              "Mixed_7c": pfi.FIDInceptionE_2(2048)}
+    blocks = {"Mixed_5b": pfi.FIDInceptionA(192, pool_features=32),
+              "Mixed_5c": pfi.FIDInceptionA(256, pool_features=64),
+              "Mixed_5d": pfi.FIDInceptionA(288, pool_features=64),
+              "Mixed_6b": pfi.FIDInceptionC(768, channels_7x7=128),
+              "Mixed_6c": pfi.FIDInceptionC(768, channels_7x7=160),
+              "Mixed_6d": pfi.FIDInceptionC(768, channels_7x7=160),
+              "Mixed_6e": pfi.FIDInceptionC(768, channels_7x7=192),
+              "Mixed_7b": pfi.FIDInceptionE_1(1280), "Mixed_7c": pfi.FIDInceptionE_2(2048)}
     for name, block in blocks.items():
         setattr(net, name, block)
     return net

@@ -8,7 +8,8 @@ look families up in this dict when they run, not when they are imported.
 from __future__ import annotations
 
 from genmodels.errors import ConfigError
-from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, SampleScorer, Updater, to_unit
+from genmodels.images import to_unit
+from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, SampleScorer, Updater
 from genmodels.models.gan import GAN, GANConfig
 from genmodels.models.vae import VAE, VAEConfig
 

@@ -12,23 +12,17 @@ import contextlib
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Iterable, Literal, Protocol
+from typing import Callable, ClassVar, Collection, Iterable, Literal, Protocol, Sequence
 
 import torch
 from pydantic import BaseModel
 from torch import nn
 
-from genmodels.distributed import average_gradients
 from genmodels.optim import OptimConfig
 from genmodels.runtime import autocast_dtype
 from genmodels.schema import StrictModel
 
 Direction = Literal["minimize", "maximize"]
-
-
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [0, 1]. Models call this inside their step, on the device."""
-    return images.float().div_(255.0)
 
 
 class ModelSection(StrictModel):
@@ -73,8 +67,10 @@ class Updater:
     """
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device | str = "cpu",
-                 precision: str = "fp32", grad_clip: float | None = None):
+                 precision: str = "fp32", grad_clip: float | None = None,
+                 average_gradients: Callable[[list[torch.nn.Parameter]], None] | None = None):
         self.optimizers = optimizers
+        self.average_gradients = average_gradients
         self.device = torch.device(device)
         self.amp_dtype = autocast_dtype(precision, self.device)
         use_scaler = self.amp_dtype == torch.float16
@@ -95,7 +91,8 @@ class Updater:
         # DDP's reducer expects one forward per backward and the same parameters to receive
         # gradients each time; a GAN step runs several passes through its discriminator, with its
         # parameters switched off for the generator's update (and a double backward for WGAN-GP).
-        average_gradients(params)
+        if self.average_gradients is not None:
+            self.average_gradients(params)
         if self.grad_clip is not None:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -114,10 +111,21 @@ class GenerativeModel(nn.Module, ABC):
     Config: ClassVar[type[ModelSection]]
     #: the family's evaluation options (e.g. the VAE's importance samples), given to `evaluate`
     EvalOptions: ClassVar[type[BaseModel]] = NoOptions
-    #: held-out metrics the model reports and the direction that makes each better
-    metrics: ClassVar[dict[str, Direction]]
+    #: every metric `evaluate` can return, with the direction that makes it better; None for what
+    #: is no objective (standard errors, diagnostics)
+    metrics: ClassVar[dict[str, Direction | None]]
     #: the held-out metric for early stopping, the best checkpoint and tuning
     monitor: ClassVar[str]
+
+    #: modules kept in eval mode while the rest trains: the frozen BatchNorm layers of a fine-tuned
+    #: model keep the source's running statistics (set by genmodels.finetune.apply)
+    fixed_statistics: Sequence[nn.Module] = ()
+
+    def train(self, mode: bool = True) -> "GenerativeModel":
+        super().train(mode)
+        for module in self.fixed_statistics:
+            module.eval()
+        return self
 
     @classmethod
     def from_config(cls, cfg: ModelSection, image_shape: tuple[int, int, int]) -> "GenerativeModel":
@@ -127,6 +135,15 @@ class GenerativeModel(nn.Module, ABC):
     @classmethod
     def constructor_arguments(cls) -> list[str]:
         return [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "image_shape")]
+
+    @classmethod
+    def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
+                         options: BaseModel | None = None) -> set[str]:
+        """Exactly the names `evaluate` returns when the optional metrics in `requested`
+        (eval.metrics) are asked for, or all of them with full=True (a final report), under the
+        family's evaluation `options` (None at training's held-out evaluations): what
+        train.monitor and a study's objectives may name. By default every name in `metrics`."""
+        return set(cls.metrics)
 
     @abstractmethod
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:

@@ -9,14 +9,15 @@ discriminator, trained by the shared loop. The alternating updates live in `trai
 from __future__ import annotations
 
 import copy
-from typing import Iterable, Literal
+from typing import Collection, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from torch import nn
 
-from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater, to_unit
+from genmodels.images import to_unit
+from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
 from genmodels.optim import OptimConfig, check_betas, make_optimizer
 
@@ -63,9 +64,22 @@ class GAN(GenerativeModel):
     Config = GANConfig
     # d_loss: the discriminator's loss on held-out images; higher means it tells them from the
     # generator's less well. fid_inf: FID extrapolated to infinitely many samples.
-    metrics = {"fid": "minimize", "fid_inf": "minimize", "kid": "minimize", "precision": "maximize",
-               "recall": "maximize", "d_loss": "maximize"}
+    # spread: the samples' feature spread over the real images' (collapse shows as ~0); d_auc: the
+    # chance that the discriminator scores a held-out real image above a sample. *_se: standard errors.
+    metrics = {"fid": "minimize", "fid_se": None, "spread": None, "d_loss": "maximize", "d_auc": None,
+               "fid_inf": "minimize", "fid_inf_se": None, "kid": "minimize", "kid_se": None,
+               "precision": "maximize", "recall": "maximize"}
     monitor = "fid"
+    # The sample-quality metrics computed only on request (eval.metrics, or a final report), and
+    # what each request adds.
+    OPTIONAL_METRICS = {"fid_inf": ("fid_inf", "fid_inf_se"), "kid": ("kid", "kid_se"),
+                        "precision": ("precision", "recall"), "recall": ("precision", "recall")}
+
+    @classmethod
+    def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
+                         options: BaseModel | None = None) -> set[str]:
+        asked = set(cls.OPTIONAL_METRICS) if full else set(requested) & set(cls.OPTIONAL_METRICS)
+        return {"fid", "fid_se", "spread", "d_loss", "d_auc"} | {m for k in asked for m in cls.OPTIONAL_METRICS[k]}
 
     def __init__(
         self,

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import math
-from typing import Iterable, Literal
+from typing import Collection, Iterable, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 from torch import nn
 
 from genmodels.metrics.likelihood import (
@@ -21,7 +20,8 @@ from genmodels.metrics.likelihood import (
     log_standard_normal,
     reconstruction_nll,
 )
-from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater, to_unit
+from genmodels.images import grid_columns, to_unit
+from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
 from genmodels.optim import OptimConfig, make_optimizer
 from genmodels.schema import StrictModel
@@ -49,6 +49,14 @@ class VAE(GenerativeModel):
     metrics = {"neg_elbo": "minimize", "recon": "minimize", "kl": "minimize", "loss": "minimize",
                "iwae_nll": "minimize"}
     monitor = "neg_elbo"
+
+    @classmethod
+    def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
+                         options: BaseModel | None = None) -> set[str]:
+        """The ELBO's terms always; iwae_nll only with the evaluation option iwae_k > 1
+        (`genmodels eval --iwae-k K`): training's held-out evaluations never compute it."""
+        iwae = isinstance(options, VAEEvalOptions) and options.iwae_k > 1
+        return {"neg_elbo", "recon", "kl", "loss"} | ({"iwae_nll"} if iwae else set())
 
     def __init__(
         self,
@@ -101,7 +109,8 @@ class VAE(GenerativeModel):
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image reconstruction NLL and KL (nats); -ELBO = recon + KL."""
         mu, logvar = self.encode(x)
-        eps = torch.randn_like(mu) if generator is None else torch.randn(mu.shape, generator=generator, device=mu.device)
+        eps = (torch.randn_like(mu) if generator is None
+               else torch.randn(mu.shape, generator=generator, device=mu.device))
         z = mu + eps * (0.5 * logvar).exp()  # reparameterisation: gradients flow through mu, logvar
         recon = reconstruction_nll(self.decode(z), x, self.likelihood, self.log_sigma)
         return recon, gaussian_kl(mu, logvar)
@@ -184,7 +193,7 @@ class VAE(GenerativeModel):
     def image_grids(self, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         # Originals and reconstructions interleaved row by row: each original sits above its copy.
         x, r = to_unit(batch), self.reconstruct(batch)
-        per_row = max(1, int(math.sqrt(x.shape[0])))
+        per_row = grid_columns(x.shape[0])
         rows = []
         for i in range(0, x.shape[0], per_row):
             rows += [x[i : i + per_row], r[i : i + per_row]]

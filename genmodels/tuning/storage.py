@@ -24,6 +24,10 @@ from genmodels.files import exclusive
 HEARTBEAT_INTERVAL = 5  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a trial silent this long belongs to a dead worker
 MAX_RETRY = 3  # retries of one trial after its worker died
+#: queues a dead worker's trial again (its parameters and run folder), at most MAX_RETRY times
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    RETRY = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 # Key of the PostgreSQL advisory lock held while Optuna creates its tables (any 64-bit number
 # that other applications on the same database are unlikely to use).
 SCHEMA_LOCK = zlib.crc32(b"genmodels optuna schema")
@@ -62,11 +66,12 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, engine_kwargs=engine_kwargs,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+                heartbeat_stale_trial_callback=RETRY)
     except ModuleNotFoundError as exc:
         raise _driver_error(url, exc.name) from None
     except Exception as exc:  # sqlalchemy's errors for a bad URL, a refused connection, a wrong password
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        reason = text.splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--storage {safe_url(url)}: cannot open the study storage ({reason[:300]})") from None
 
 

@@ -1,4 +1,5 @@
-"""The tuning YAML: which run config to start from, what to optimise and over which fields."""
+"""The tuning config: which run config to start from, what to optimise and over which fields,
+how to search (sampler, pruner) and where the study lives."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import Field, model_validator
 from genmodels.config import Config
 from genmodels.data import load_data
 from genmodels.errors import ConfigError
-from genmodels.experiment import read_source, resolve
+from genmodels.experiment import check_metrics, resolved
 from genmodels.metrics.quality import QUALITY_METRICS
 from genmodels.models import model_class
 from genmodels.schema import StrictModel, apply_overrides, read_yaml, set_dotted, validate
@@ -240,23 +241,21 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
     base = apply_overrides(read_yaml(base_path), list(tune.set))
     cfg = validate(Config, base, f"{base_path} (with {path.name} set)")
     if cfg.finetune is not None:  # the source's model section (and image size), read once per study
-        cfg = resolve(cfg, read_source(cfg)[0])
+        cfg = resolved(cfg)
         base = {**base, "model": cfg.model.model_dump(mode="json"), "data": {**base.get("data", {}),
                                                                            **cfg.data.model_dump(mode="json")}}
-    metrics = {**model_class(cfg.model.kind).metrics, **RUN_METRICS}
-    for objective in tune.objectives:
-        if objective not in metrics:
-            raise ConfigError(f"{path}: objectives: '{objective}' is not a metric a '{cfg.model.kind}' model reports "
-                              f"(expected one of {', '.join(metrics)})")
-    if tune.directions is None:
-        tune.directions = [metrics[o] for o in tune.objectives]
-    base = with_reports(tune, base, cfg, path)
-    if len(tune.objectives) == 1 and tune.objectives[0] in model_class(cfg.model.kind).metrics:
-        # best.pt, early stopping and the trial's result all follow the objective
-        base = {**base, "train": {**base.get("train", {}), "monitor": tune.objectives[0]}}
-    quality = [o for o in tune.objectives if o in QUALITY_METRICS and o not in cfg.eval.metrics]
+    directions = model_class(cfg.model.kind).metrics
+    of_model = [o for o in tune.objectives if o not in RUN_METRICS]
+    quality = [o for o in of_model if o in QUALITY_METRICS and o not in cfg.eval.metrics]
     if quality:  # objectives computed only on request: every evaluation computes them
         base = {**base, "eval": {**base.get("eval", {}), "metrics": list(cfg.eval.metrics) + quality}}
+    check_metrics(validate(Config, base, str(base_path)), of_model, f"{path}: objectives")
+    if tune.directions is None:
+        tune.directions = [RUN_METRICS.get(o) or directions[o] for o in tune.objectives]
+    base = with_reports(tune, base, cfg, path)
+    if len(of_model) == 1 == len(tune.objectives):
+        # best.pt, early stopping and the trial's result all follow the objective
+        base = {**base, "train": {**base.get("train", {}), "monitor": of_model[0]}}
     for key, spec in tune.space.items():
         for probe in spec.probes():
             try:

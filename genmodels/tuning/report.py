@@ -12,7 +12,7 @@ import optuna.visualization.matplotlib as ovm
 import yaml
 
 from genmodels.files import atomic_write, write_json, write_text
-from genmodels.tune_config import TuneConfig, with_params
+from genmodels.tuning.config import TuneConfig, with_params
 
 
 def _save_plot(make, path: Path) -> str | None:
@@ -52,7 +52,8 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
         best_trials = [study.best_trial] if single else study.best_trials
         for t in best_trials:
             cfg_name = "best_config.yaml" if single else f"best_config_trial-{t.number:04d}.yaml"
-            cfg = with_params(base, t.params, tune=tune, name=f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}")
+            name = f"{tune.study_name}-best" if single else f"{tune.study_name}-trial{t.number}"
+            cfg = with_params(base, t.params, tune=tune, name=name)
             write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
         summary["best"] = [{"trial": t.number, "values": t.values, "params": t.params,
                             "run_dir": t.user_attrs.get("run_dir")} for t in best_trials]
@@ -102,9 +103,11 @@ def _markdown(study: optuna.Study, tune: TuneConfig, summary: dict[str, Any], be
         for t in best_trials:
             lines.append(f"| {t.number} | " + " | ".join(_fmt(v) for v in t.values) + " | "
                          + " | ".join(_fmt(t.params.get(k)) for k in keys) + " |")
-        lines += ["", "Train it: `genmodels train " + str(tune.study_dir() / (
-            "best_config.yaml" if len(best_trials) == 1 else f"best_config_trial-{best_trials[0].number:04d}.yaml")) + "`", ""]
-    lines += ["## All trials", "", "| trial | state | " + " | ".join(tune.objectives) + " | " + " | ".join(keys) + " | note |",
+        best_file = ("best_config.yaml" if len(best_trials) == 1
+                     else f"best_config_trial-{best_trials[0].number:04d}.yaml")
+        lines += ["", f"Train it: `genmodels train {tune.study_dir() / best_file}`", ""]
+    lines += ["## All trials", "",
+              "| trial | state | " + " | ".join(tune.objectives) + " | " + " | ".join(keys) + " | note |",
               "|---" * (3 + len(tune.objectives) + len(keys)) + "|"]
     for t in study.trials:
         values = t.values or [None] * len(tune.objectives)

@@ -1,6 +1,6 @@
-"""An Optuna study's life: its storage (checked before the first trial), sampler and pruner, the
-worker processes that share it, exactly `n_trials` finished trials, and the trials of workers
-that died or were interrupted retried from their own checkpoints.
+"""The study command (`genmodels tune`): an Optuna study's life: its storage (checked before the
+first trial), sampler and pruner, the worker processes that share it, exactly `n_trials` finished
+trials, and the trials of workers that died or were interrupted retried from their own checkpoints.
 
 Optuna does the work: RDB storages (SQLite, PostgreSQL) with heartbeats, the stale-trial retry
 callback, and `study.optimize`. This module decides how many trials to run and when to stop.
@@ -16,23 +16,21 @@ import sys
 import threading
 import time
 import warnings
-import zlib
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from genmodels import distributed
 from genmodels.config import Config
 from genmodels.errors import Interrupted, UserError
-from genmodels.pruners import StartupScreening
 from genmodels.runtime import setup_process, signals_interrupt, threads_per_process
 from genmodels.schema import validate
-from genmodels.storage import open_storage
-from genmodels import distributed
-from genmodels.tune import Objective, counts_towards_n_trials, follow
-from genmodels.tune_config import TuneConfig, load_tune_config
+from genmodels.tuning.config import TuneConfig, load_tune_config
+from genmodels.tuning.objective import Objective, counts_towards_n_trials, follow
+from genmodels.tuning.search import make_pruner, make_sampler, sampler_seed
+from genmodels.tuning.storage import RETRY, open_storage
 
 POLL = 2.0  # seconds between looks at other workers' running trials
 
@@ -41,63 +39,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-# --- sampler, pruner, storage ----------------------------------------------------------------
-
-
-def sampler_seed(study_seed: int, trials_at_start: int, worker: int) -> int:
-    """A seed of its own for each worker and each rerun, derived from the study's seed: two
-    samplers never draw the same start-up configurations. The same study, machine and worker
-    index give the same seed, so a single-process study is reproducible."""
-    host = zlib.crc32(socket.gethostname().encode())
-    return int(np.random.SeedSequence([study_seed, trials_at_start, worker, host]).generate_state(1)[0])
-
-
-def make_sampler(tune: TuneConfig, seed: int, parallel: bool = False) -> optuna.samplers.BaseSampler:
-    """The study's sampler. `parallel`: other workers run trials at the same time, so TPE treats
-    their running trials as if they had scored badly (the constant liar) instead of sampling
-    next to them."""
-    s = tune.sampler
-    startup = s.startup_trials(len(tune.space))
-    if s.name == "grid":
-        return optuna.samplers.GridSampler({k: spec.grid() for k, spec in tune.space.items()}, seed=seed)
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if s.name == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                              constant_liar=parallel)
-    if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-    if s.name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup)
-    return optuna.samplers.NSGAIISampler(seed=seed)
-
-
-def make_pruner(tune: TuneConfig, max_epochs: int, report_every: int | None = None) -> optuna.pruners.BasePruner:
-    """The study's pruner. Trials report at steps in epochs, or in images seen every
-    `report_every` images (reports_per_epoch, or the base's train.eval_every_images): warm-ups and
-    resources count reports, so they are scaled to the step's unit (a first cut at "1" image
-    would otherwise run every rung at a trial's first report)."""
-    p = tune.pruner
-    unit = report_every or 1
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps * unit)
-    if p.name == "percentile":
-        return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
-                                               n_warmup_steps=p.n_warmup_steps * unit)
-    if p.name == "sha":
-        sha = optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource * unit,
-                                                     reduction_factor=p.reduction_factor)
-        if p.screens(tune.sampler.name):
-            return StartupScreening(sha, tune.sampler.startup_trials(len(tune.space)), first_cut=p.min_resource * unit)
-        return sha
-    if p.name == "hyperband":
-        # A trial's last image step depends on the data size: estimated from the first finished trial.
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource * unit,
-                                              max_resource=max_epochs if report_every is None else "auto",
-                                              reduction_factor=p.reduction_factor)
-    return optuna.pruners.NopPruner()
+# --- the study and its trials ---------------------------------------------------------------
 
 
 def open_study(tune: TuneConfig, base: dict[str, Any], storage: str | None = None, worker: int = 0,
@@ -131,27 +73,22 @@ def finished(trials: list[FrozenTrial]) -> int:
 def fail_dead_local_trials(study: optuna.Study) -> None:
     """Running trials of worker processes on this machine that no longer exist (killed, crashed)
     are failed and queued for a retry now, without waiting for the heartbeat's grace period."""
-    storage = study._storage
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         where, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
         if where != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)
         try:
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        retry_trial(study, storage.get_trial(trial_id))
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker got there first ("cannot tell a FAIL trial", or a lost race)
+        retry_trial(study, t)
 
 
 def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue `trial` again with its parameters and run folder (so it continues from its last
-    checkpoint), at most MAX_RETRY times (genmodels.storage)."""
-    callback = study._storage.get_heartbeat_stale_trial_callback()
-    if callback is not None:
-        callback(study, trial)
+    checkpoint), at most MAX_RETRY times: what the storage's heartbeat does for a silent trial."""
+    RETRY(study, trial)
 
 
 def _alive(pid: int) -> bool:
@@ -240,7 +177,8 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
         raise UserError(f"--devices {','.join(devices)}: expected GPU indices below {torch.cuda.device_count()}")
     tune, base = load_tune_config(config_path, overrides)
     if distributed.world_size() > 1 and workers > 1:
-        raise UserError("--workers: under torchrun each trial already spans the launched processes; use one or the other")
+        raise UserError("--workers: under torchrun each trial already spans the launched processes; use one or "
+                        "the other")
     if distributed.world_size() > 1 and tune.cv_folds:
         raise UserError("cv_folds: cross-validated trials run as one process each; use --workers instead of torchrun")
     if not distributed.is_main():  # under torchrun rank 0 owns the study; this rank trains its trials

@@ -1,4 +1,4 @@
-"""One trial of a study: `genmodels tune CONFIG` (genmodels.study) runs these.
+"""The trial objective: one trial of a study, which `genmodels tune CONFIG` (genmodels.tuning.study) runs.
 
 Each trial is an ordinary training run in <runs_dir>/<study>/trial-NNNN/ (TensorBoard events,
 config, metrics, checkpoints), scored on the held-out split only. Held-out values are reported
@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import socket
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.trial import TrialState
 
 from genmodels.config import Config
-from genmodels.data import DataSplits, Split, kfold_splits, load_data
+from genmodels.data import DataSplits, kfold_splits, load_data
 from genmodels import distributed
 from genmodels.errors import Interrupted, NonFiniteLossError, RunFailed, UserError
+from genmodels.callbacks import Callback, Loop
 from genmodels.experiment import build
+from genmodels.recorder import HParams
+from genmodels.run_state import FitResult
 from genmodels.runtime import pick_device
 from genmodels.schema import set_dotted, validate
-from genmodels.train import Callback, RunStopped, Trainer
-from genmodels.tune_config import ParamSpec, TuneConfig, with_params
+from genmodels.strategy import RunStopped
+from genmodels.tuning.config import ParamSpec, TuneConfig, with_params
 
 
 def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
@@ -52,24 +53,24 @@ class PruningCallback(Callback):
         self.best: float | None = None
         self.last_step = -1
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        for h in trainer.history:  # a retried trial continues where its checkpoint left off
+    def on_fit_start(self, trainer: Loop) -> None:
+        for h in trainer.state.history:  # a retried trial continues where its checkpoint left off
             self._track(h[self.metric])
 
     def _track(self, value: float) -> float:
         self.best = value if self.best is None else self.better(self.best, value)
         return self.best if self.report == "best" else value
 
-    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        every = trainer.cfg.train.eval_every_images
-        step = trainer.epoch if every is None else trainer.images_seen // every * every
+    def on_evaluation(self, trainer: Loop, metrics: dict[str, float]) -> None:
+        every, state = trainer.cfg.train.eval_every_images, trainer.state
+        step = state.epoch if every is None else state.images_seen // every * every
         value = self._track(metrics[self.metric])
         if step <= self.last_step:  # a final evaluation between two report steps
             return
         self.trial.report(value, step)
         self.last_step = step
         if self.trial.should_prune():
-            self.trial.set_user_attr("images", trainer.images_seen)
+            self.trial.set_user_attr("images", state.images_seen)
             where = f"epoch {step}" if every is None else f"{step:,} images"
             raise optuna.TrialPruned(f"pruned after {where}: heldout/{self.metric}={metrics[self.metric]:.4f}")
 
@@ -81,10 +82,10 @@ def trial_config(tune: TuneConfig, base: dict[str, Any], params: dict[str, Any],
     return validate(Config, data, f"{tune.study_name}/{name}")
 
 
-def objective_values(tune: TuneConfig, result: dict[str, Any]) -> list[float]:
-    """The objectives at the run's best held-out epoch (the weights best.pt keeps)."""
-    metrics = (result["best"] or {}).get("metrics") or result["heldout"]
-    return [result["train_seconds"] if o == "train_seconds" else metrics[o] for o in tune.objectives]
+def objective_values(tune: TuneConfig, result: FitResult) -> list[float]:
+    """The objectives at the run's best held-out evaluation (the weights best.pt keeps)."""
+    metrics = result.best_metrics()
+    return [result.train_seconds if o == "train_seconds" else metrics[o] for o in tune.objectives]
 
 
 def counts_towards_n_trials(t: optuna.trial.FrozenTrial) -> bool:
@@ -181,18 +182,17 @@ class Objective:
             trial.set_user_attr("retry", "continued from its last checkpoint" if continuing
                                 else "restarted: no checkpoint of the earlier attempt was found")
         distributed.broadcast((cfg.to_dict(), continuing))  # under torchrun: the other ranks train it too
-        trainer = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing)
         # TensorBoard's HParams table of a study: the searched fields (the columns that differ)
         # and the objectives, not every constant field of the config; in the space's order, which
         # is the user's (trial.params follows the sampler's order).
-        trainer.recorder.hparams = {k: "none" if trial.params[k] is None else trial.params[k]
-                                    for k in self.tune.space if k in trial.params}
-        trainer.recorder.hparam_metrics = list(self.tune.objectives)
-        result = trainer.fit()
-        trial.set_user_attr("images", trainer.images_seen)
-        if result["best"]:
-            trial.set_user_attr("best_epoch", result["best"]["epoch"])
-            trial.set_user_attr("best_images", result["best"].get("images"))
+        hparams = HParams({k: "none" if trial.params[k] is None else trial.params[k]
+                           for k in self.tune.space if k in trial.params}, list(self.tune.objectives))
+        result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing,
+                       hparams=hparams).fit()
+        trial.set_user_attr("images", result.images_seen)
+        if result.best:
+            trial.set_user_attr("best_epoch", result.best["epoch"])
+            trial.set_user_attr("best_images", result.best.get("images"))
         return objective_values(self.tune, result)
 
     def _cross_validate(self, trial: optuna.Trial, cfg: Config, single: bool) -> list[float]:
@@ -222,31 +222,3 @@ def follow(tune: TuneConfig, base: dict[str, Any], quiet: bool = True) -> None:
             build(cfg, data=objective.data_for(cfg), quiet=True, resume=resume).fit()
         except (RunStopped, RunFailed):
             continue  # rank 0 records why; the next trial follows
-
-
-def retrain_best(study: optuna.Study, tune: TuneConfig, base: dict[str, Any], quiet: bool = False) -> dict[str, Any]:
-    """Train the best trial's config on the whole training split (train + held-out) for as many
-    images as its best held-out evaluation had seen, then score the test split: the study's only
-    test-split read."""
-    best = study.best_trial
-    cfg = trial_config(tune, base, best.params, "best-retrained")
-    images = best.user_attrs.get("best_images")
-    if images:
-        cfg.train.max_images, cfg.train.epochs = int(images), 1_000_000
-    else:  # trials of older studies recorded the epoch only
-        cfg.train.epochs = max(1, round(best.user_attrs.get("best_epoch") or cfg.train.epochs))
-    cfg.train.patience = None
-    splits = load_data(cfg.data, pick_device(cfg.train.device))
-    full = DataSplits(
-        train=Split(torch.cat([splits.train.images, splits.heldout.images]),
-                    torch.cat([splits.train.labels, splits.heldout.labels])),
-        heldout=splits.heldout,  # now seen in training: its curve is for reference only
-        test=splits.test, name=splits.name,
-    )
-    shutil.rmtree(cfg.run_dir(), ignore_errors=True)  # a rerun retrains from scratch, same seed
-    trainer = build(cfg, data=full, quiet=quiet)
-    trainer.fit()
-    test = trainer.evaluate("test", full=True)
-    return {"trial": best.number, "params": best.params, "images": trainer.images_seen, "train_images": len(full.train),
-            "run_dir": str(trainer.run_dir), "test": test,
-            "features": trainer.scorer.name if trainer.scorer and trainer.scorer.loaded else None}

@@ -1,5 +1,5 @@
 # make demo: set up .venv and train a VAE on MNIST (TensorBoard logs in runs/)
-# make test: set up .venv and run the tests
+# make test: set up .venv and the system packages the tests need (PostgreSQL, Chromium), run the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,6 +22,7 @@ demo: install
 	@echo "view the curves: $(VENV)/bin/tensorboard --logdir runs"
 
 test: install
+	bash .ci/system-packages.sh
 	$(PY) -m pytest -q tests
 
 bench: install

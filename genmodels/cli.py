@@ -24,7 +24,7 @@ from genmodels.metrics.classifier import EPOCHS, load_classifier, save_classifie
 from genmodels.metrics.extractor import cache_dirs
 from genmodels.models import MODELS
 from genmodels.runs import checkpoint_path, load_run
-from genmodels.runtime import setup_process
+from genmodels.runtime import check_torch, setup_process
 from genmodels.tuning.report import write_report
 from genmodels.tuning.study import tune_study
 from genmodels.tuning.retrain import retrain_best
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     who = f"genmodels[rank {distributed.rank_from_env()}]" if distributed.launched() else "genmodels"
     try:
+        check_torch()
         distributed.init_from_env()  # under torchrun: join the other processes of the run
         return func(args)
     except UserError as exc:

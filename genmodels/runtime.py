@@ -14,7 +14,22 @@ from typing import Any, Iterator
 
 import torch
 
-from genmodels.errors import ConfigError, Interrupted
+from genmodels.errors import ConfigError, Interrupted, UserError
+
+# torch.load(weights_only=True), which every checkpoint, cache and weights file goes through, could
+# be made to run code on torch <= 2.5.1 (CVE-2025-32434); 2.6.0 fixed it.
+MIN_TORCH = (2, 6)
+
+
+def check_torch(version: str | None = None) -> None:
+    """Refuse a torch older than MIN_TORCH (one line), before any file is read."""
+    version = version or torch.__version__
+    parts = version.split("+")[0].split(".")
+    found = tuple(int(p) if p.isdigit() else 0 for p in parts[:2])
+    if found < MIN_TORCH:
+        raise UserError(f"torch {version} is installed; genmodels needs torch >= {'.'.join(map(str, MIN_TORCH))} "
+                        f"(older versions can run code from a crafted checkpoint: CVE-2025-32434); "
+                        f"pip install 'torch>=2.6'")
 
 
 def flush_denormals() -> bool:

@@ -6,6 +6,8 @@ produced a number must be reported with it.
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 import torch
 
@@ -60,33 +62,47 @@ def fid_from_features(real: Array, fake: Array) -> float:
     return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
 
 
-def fid_standard_error(real_stats: tuple[torch.Tensor, torch.Tensor], fake: Array, resamples: int = 10,
-                       generator: torch.Generator | None = None) -> float:
-    """Bootstrap standard error of the FID of `fake` against fixed real statistics: the spread
-    of the FID over fake feature sets resampled with replacement."""
-    y = _f64(fake)
+def half_sample_se(statistic: Callable[[torch.Tensor, torch.Tensor], float | Sequence[float]], real: Array,
+                   fake: Array, draws: int = 10, generator: torch.Generator | None = None) -> list[float]:
+    """Standard error of each value `statistic(real, fake)` returns, over independent draws of
+    both sets: the statistic on `draws` random halves of each set, taken without replacement.
+
+    Why halves: for a statistic whose variance falls as 1/n in each set (FID, FID-infinity, KID,
+    precision and recall all do), a half-sample's value varies about its mean, given the full sets,
+    by Var(n/2) - Var(n) = Var(n): the delete-d jackknife with d = n/2 (Shao & Wu 1989). A
+    bootstrap would put duplicate points in the sets, which shrink precision/recall's k-NN radii,
+    and resampling the generated set alone misses the real set's noise (a 500-image held-out split
+    has plenty). Checked by simulation in tests/test_frechet.py: over 200 independent draws of
+    Gaussian features, +-1.96 s.e. covers the estimate's mean 90-98% of the time for each metric.
+    """
+    x, y = _f64(real), _f64(fake)
+    n, m = x.shape[0] // 2, y.shape[0] // 2
     generator = generator or torch.Generator().manual_seed(0)
-    values = [frechet_distance(*real_stats, *gaussian_stats(y[torch.randint(len(y), (len(y),), generator=generator)]))
-              for _ in range(resamples)]
-    return float(torch.tensor(values, dtype=torch.float64).std())
+    values = []
+    for _ in range(draws):
+        xs = x[torch.randperm(x.shape[0], generator=generator)[:n]]
+        ys = y[torch.randperm(y.shape[0], generator=generator)[:m]]
+        out = statistic(xs, ys)
+        values.append([out] if isinstance(out, float) else list(out))
+    return [float(v) for v in np.std(np.asarray(values, dtype=np.float64), axis=0, ddof=1)]
 
 
 def fid_infinity(real_stats: tuple[torch.Tensor, torch.Tensor], fake: Array, sizes: int = 6, draws: int = 3,
-                 generator: torch.Generator | None = None) -> tuple[float, float]:
-    """FID extrapolated to infinitely many generated images, and its standard error (Chong &
-    Forsyth 2020, "Effectively Unbiased FID").
+                 generator: torch.Generator | None = None) -> float:
+    """FID extrapolated to infinitely many generated images (Chong & Forsyth 2020, "Effectively
+    Unbiased FID").
 
     FID is biased upwards by about k/N for N generated images, with k depending on the
     generator, so FIDs at one N rank generators unreliably. FID is computed on random subsets
     of `sizes` sizes from N/2 to N (`draws` subsets each), fitted by a line in 1/N, and read off
-    at 1/N = 0. The standard error is the intercept's, from the fit's residuals. (Smaller
-    subsets bend the line: with N/5 and 128-d features it undershot by 2-3 standard errors.)
+    at 1/N = 0. (Smaller subsets bend the line: with N/5 and 128-d features it undershot by 2-3
+    standard errors.) Its standard error: `half_sample_se`.
     """
     y = _f64(fake)
     n = len(y)
     generator = generator or torch.Generator().manual_seed(0)
     xs, fids = [], []
-    for size in torch.linspace(max(n // 2, 2), n, sizes).round().long().tolist():
+    for size in fid_infinity_sizes(n, sizes):
         for _ in range(draws if size < n else 1):
             subset = y[torch.randperm(n, generator=generator)[:size]]
             xs.append(1.0 / size)
@@ -94,10 +110,12 @@ def fid_infinity(real_stats: tuple[torch.Tensor, torch.Tensor], fake: Array, siz
     x, f = np.asarray(xs), np.asarray(fids)
     design = np.stack([np.ones_like(x), x], axis=1)
     coef, *_ = np.linalg.lstsq(design, f, rcond=None)
-    residual = f - design @ coef
-    dof = max(len(f) - 2, 1)
-    cov = (residual @ residual / dof) * np.linalg.inv(design.T @ design)
-    return float(coef[0]), float(np.sqrt(max(cov[0, 0], 0.0)))
+    return float(coef[0])
+
+
+def fid_infinity_sizes(n: int, sizes: int = 6) -> list[int]:
+    """The subset sizes FID-infinity fits its line over: `sizes` steps from n/2 to n."""
+    return torch.linspace(max(n // 2, 2), n, sizes).round().long().tolist()
 
 
 def spread_ratio(real_stats: tuple[torch.Tensor, torch.Tensor], fake: Array) -> float:
@@ -109,7 +127,9 @@ def spread_ratio(real_stats: tuple[torch.Tensor, torch.Tensor], fake: Array) -> 
 def kid(real: Array, fake: Array, subsets: int = 100, subset_size: int = 1000,
         generator: torch.Generator | None = None) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): the unbiased MMD^2 with the cubic
-    polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets. Returns (mean, std)."""
+    polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets. Returns the mean and
+    the subsets' spread (std), which is not the mean's standard error: subsets of one pair of sets
+    overlap, so their spread misses most of the sampling noise (`half_sample_se` measures it)."""
     x, y = _f64(real), _f64(fake)
     d = x.shape[1]
     m = min(subset_size, x.shape[0], y.shape[0])

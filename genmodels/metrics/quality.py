@@ -10,7 +10,7 @@ import socket
 import time
 import typing
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import torch
 from pydantic import Field
@@ -19,7 +19,7 @@ from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.files import exclusive
 from genmodels.data import DataConfig
 from genmodels.metrics.features import FeatureExtractor, cache_dirs, extract, load_extractor
-from genmodels.metrics.frechet import (fid_infinity, fid_standard_error, frechet_distance, gaussian_stats, kid,
+from genmodels.metrics.frechet import (fid_infinity, frechet_distance, gaussian_stats, half_sample_se, kid,
                                        precision_recall, spread_ratio)
 from genmodels.schema import StrictModel
 
@@ -35,6 +35,8 @@ class EvalConfig(StrictModel):
     kid_subsets: int = Field(50, ge=1, le=10_000, description="random subsets KID averages over")
     kid_subset_size: int = Field(1000, ge=2, description="images per KID subset")
     pr_k: int = Field(3, ge=1, le=100, description="neighbours defining the precision/recall manifolds")
+    se_draws: int = Field(10, ge=2, le=1000, description="half-samples of both sets behind each standard error "
+                                                         "(<name>_se)")
     metrics: list[QualityMetric] = Field(
         default_factory=list, description="sample-quality metrics at every held-out evaluation besides fid "
                                           "(final reports compute them all)")
@@ -103,23 +105,32 @@ class SampleQuality:
 
     def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False) -> dict[str, float]:
         """Quality of fake (images in [0, 1]) against real (uint8) images of `split`: always FID
-        (with its bootstrap standard error) and the spread ratio (collapse shows as ~0); the
-        metrics of `eval.metrics`, or with full=True all of them: FID extrapolated to infinitely
-        many samples (fid_inf), KID (unbiased), precision and recall. Each value with `<name>_se`."""
+        and the spread ratio (collapse shows as ~0); the metrics of `eval.metrics`, or with
+        full=True all of them: FID extrapolated to infinitely many samples (fid_inf), KID
+        (unbiased), precision and recall. Each value with `<name>_se`, its standard error over
+        independent draws of both the real and the generated images (`half_sample_se`)."""
         key = (split, _fingerprint(real))
         real_f = self.real_features(split, real)
         if key not in self._real_stats:
             self._real_stats[key] = gaussian_stats(real_f)
         stats = self._real_stats[key]
         fake_f = extract(self.extractor, fake)
+
+        def se(statistic: Callable[[torch.Tensor, torch.Tensor], Any]) -> list[float]:
+            """Standard errors over both sets' sampling noise, checked by simulation (half_sample_se)."""
+            return half_sample_se(statistic, real_f, fake_f, self.cfg.se_draws)
+
         wanted = set(self.cfg.metrics) | (set(QUALITY_METRICS) if full else set())
-        out = {"fid": frechet_distance(*stats, *gaussian_stats(fake_f)), "fid_se": fid_standard_error(stats, fake_f),
+        fid = frechet_distance(*stats, *gaussian_stats(fake_f))
+        out = {"fid": fid, "fid_se": se(lambda r, f: frechet_distance(*gaussian_stats(r), *gaussian_stats(f)))[0],
                "spread": spread_ratio(stats, fake_f)}
         if "fid_inf" in wanted:
-            out["fid_inf"], out["fid_inf_se"] = fid_infinity(stats, fake_f)
+            out["fid_inf"] = fid_infinity(stats, fake_f)
+            out["fid_inf_se"] = se(lambda r, f: fid_infinity(gaussian_stats(r), f))[0]
         if "kid" in wanted:
-            mean, std = kid(real_f, fake_f, self.cfg.kid_subsets, self.cfg.kid_subset_size)
-            out["kid"], out["kid_se"] = mean, std / self.cfg.kid_subsets ** 0.5
+            out["kid"] = kid(real_f, fake_f, self.cfg.kid_subsets, self.cfg.kid_subset_size)[0]
+            out["kid_se"] = se(lambda r, f: kid(r, f, self.cfg.kid_subsets, self.cfg.kid_subset_size)[0])[0]
         if wanted & {"precision", "recall"}:
             out["precision"], out["recall"] = precision_recall(real_f, fake_f, self.cfg.pr_k)
+            out["precision_se"], out["recall_se"] = se(lambda r, f: precision_recall(r, f, self.cfg.pr_k))
         return out

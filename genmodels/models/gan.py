@@ -68,12 +68,13 @@ class GAN(GenerativeModel):
     # chance that the discriminator scores a held-out real image above a sample. *_se: standard errors.
     metrics = {"fid": "minimize", "fid_se": None, "spread": None, "d_loss": "maximize", "d_auc": None,
                "fid_inf": "minimize", "fid_inf_se": None, "kid": "minimize", "kid_se": None,
-               "precision": "maximize", "recall": "maximize"}
+               "precision": "maximize", "recall": "maximize", "precision_se": None, "recall_se": None}
     monitor = "fid"
     # The sample-quality metrics computed only on request (eval.metrics, or a final report), and
     # what each request adds.
     OPTIONAL_METRICS = {"fid_inf": ("fid_inf", "fid_inf_se"), "kid": ("kid", "kid_se"),
-                        "precision": ("precision", "recall"), "recall": ("precision", "recall")}
+                        "precision": ("precision", "recall", "precision_se", "recall_se"),
+                        "recall": ("precision", "recall", "precision_se", "recall_se")}
 
     @classmethod
     def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,

@@ -164,8 +164,27 @@ def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def own_streams(rng: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
+    """The streams a process of rank `rank` of `world` resumes with: its own, where the checkpoint
+    holds every rank's (`ranks`, written under torchrun) for as many ranks; else rank 0's. A
+    rank's own GPU stream replaces the saved `cuda` list, which holds rank 0's view of its devices."""
+    ranks = rng.get("ranks")
+    if ranks is None or len(ranks) != world:
+        return rng
+    own = ranks[rank]
+    if not isinstance(own, dict):  # written before the ranks' GPU streams were saved: the CPU stream
+        return {**rng, "torch": own}
+    out = {**rng, "torch": own["torch"]}
+    out.pop("cuda", None)
+    if "cuda" in own:
+        out["cuda_own"] = own["cuda"]
+    return out
+
+
 def set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
     torch.set_rng_state(state["torch"].cpu())
     shuffle.set_state(state["shuffle"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "cuda_own" in state and torch.cuda.is_available():  # a torchrun rank: its own GPU's stream
+        torch.cuda.set_rng_state(state["cuda_own"].cpu(), torch.cuda.current_device())

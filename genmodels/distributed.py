@@ -119,11 +119,12 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
-def sync_module(module: torch.nn.Module) -> None:
-    """Rank 0's parameters and buffers (e.g. BatchNorm's running statistics) on every rank."""
+def sync_module(module: torch.nn.Module, parameters: bool = True) -> None:
+    """Rank 0's buffers (e.g. BatchNorm's running statistics) on every rank, and its parameters too
+    unless parameters=False."""
     if world_size() == 1:
         return
-    for tensor in [*module.parameters(), *module.buffers()]:
+    for tensor in [*(module.parameters() if parameters else ()), *module.buffers()]:
         dist.broadcast(tensor.data, src=0)
 
 

@@ -48,8 +48,9 @@ class SingleProcess:
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """The Updater calls this between backward and the optimizer step."""
 
-    def sync(self, module: torch.nn.Module) -> None:
-        """Rank 0's parameters and buffers (BatchNorm statistics, an EMA's) on every rank."""
+    def sync(self, module: torch.nn.Module, parameters: bool = True) -> None:
+        """Rank 0's buffers (BatchNorm statistics) on every rank, and its parameters unless
+        parameters=False."""
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's `obj` (metrics, decisions) on every rank."""
@@ -62,6 +63,11 @@ class SingleProcess:
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj` in rank order."""
         return [obj]
+
+    def rng_states(self) -> list[dict[str, torch.Tensor]] | None:
+        """Every rank's own global noise streams (CPU, and its GPU's), in rank order; None for one
+        process, whose streams the checkpoint's `torch`/`cuda` entries already hold."""
+        return None
 
     def decide(self, act: Callable[[], None], stopping: Callable[[], bool]) -> bool:
         """Run `act` on every rank; rank 0's outcome decides for all: an exception it raised is
@@ -91,8 +97,8 @@ class Torchrun(SingleProcess):
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         distributed.average_gradients(params)
 
-    def sync(self, module: torch.nn.Module) -> None:
-        distributed.sync_module(module)
+    def sync(self, module: torch.nn.Module, parameters: bool = True) -> None:
+        distributed.sync_module(module, parameters)
 
     def broadcast(self, obj: Any) -> Any:
         return distributed.broadcast(obj)
@@ -102,6 +108,12 @@ class Torchrun(SingleProcess):
 
     def gather(self, obj: Any) -> list[Any]:
         return distributed.gather(obj)
+
+    def rng_states(self) -> list[dict[str, torch.Tensor]] | None:
+        own = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            own["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())  # this rank's GPU only
+        return self.gather(own)
 
     def decide(self, act: Callable[[], None], stopping: Callable[[], bool]) -> bool:
         error: BaseException | None = None

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel
 
 from genmodels.callbacks import Callback, Checkpointing, EarlyStopping
-from genmodels.checkpoint import RunCheckpoint, load_weights, rng_state, save_checkpoint, set_rng_state
+from genmodels.checkpoint import RunCheckpoint, load_weights, own_streams, rng_state, save_checkpoint, set_rng_state
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
 from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError, RunFailed
@@ -73,8 +73,9 @@ class Trainer:
 
     def _checkpoint(self) -> RunCheckpoint:
         rng = rng_state(self.shuffle)
-        if self.strategy.world > 1:  # every rank's own noise stream, for an exact resume on as many ranks
-            rng["ranks"] = self.strategy.gather(torch.get_rng_state())
+        ranks = self.strategy.rng_states()  # every rank's own noise streams, for an exact resume on as many
+        if ranks is not None:
+            rng["ranks"] = ranks
         return RunCheckpoint(
             kind=self.cfg.model.kind, config=self.cfg.to_dict(), image_shape=self.data.image_shape,
             model=self.model.state_dict(), optimizers={k: o.state_dict() for k, o in self.optimizers.items()},
@@ -96,9 +97,7 @@ class Trainer:
             scaler.load_state_dict(ckpt.scalers.get(name, {}))
         self.shuffle.set_state(ckpt.rng["shuffle"].cpu())
         self.state = TrainState.from_checkpoint(ckpt)
-        ranks = ckpt.rng.get("ranks")
-        mine = ranks is not None and len(ranks) == self.strategy.world
-        return {**ckpt.rng, "torch": ranks[self.strategy.rank] if mine else ckpt.rng["torch"]}
+        return own_streams(ckpt.rng, self.strategy.rank, self.strategy.world)
 
     def save(self, *names: str) -> Path:
         """Checkpoint the full training state to run_dir/<name> for each name (one serialization,
@@ -229,7 +228,9 @@ class Trainer:
         not failed), the best value so far, then the callbacks (checkpoints and early stopping
         among them), whose outcome on rank 0 decides for every rank."""
         s, strategy = self.state, self.strategy
-        strategy.sync(self.model)  # rank 0's buffers (BatchNorm statistics, an EMA's) everywhere
+        # Rank 0's buffers (BatchNorm statistics) everywhere. Not its parameters: averaged gradients
+        # keep them equal on every rank, and a rank that drifted must show, not be papered over.
+        strategy.sync(self.model, parameters=False)
         metrics = strategy.broadcast(self.evaluate("heldout") if strategy.is_main else None)
         epoch = round(s.epoch + s.batch_index / math.ceil(len(self.data.train) / self.cfg.train.batch_size), 4)
         self.recorder.scalars("heldout", metrics, s.step)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import yaml
 
-from genmodels.checkpoint import FORMAT_VERSION, RunCheckpoint, load_checkpoint
+from genmodels.checkpoint import FORMAT_VERSION, RunCheckpoint, load_checkpoint, own_streams
 from genmodels.errors import UserError
 
 from conftest import cli, tiny_config
@@ -23,6 +23,17 @@ def test_round_trip_is_typed(run):
     ckpt = load_checkpoint(run / "last.pt")
     assert isinstance(ckpt, RunCheckpoint) and ckpt.kind == "vae" and ckpt.image_shape == (1, 28, 28)
     assert torch.load(run / "last.pt", weights_only=True)["format_version"] == FORMAT_VERSION
+
+
+def test_each_rank_resumes_with_its_own_streams():
+    cpu = [torch.full((4,), r, dtype=torch.uint8) for r in range(3)]
+    rng = {"torch": cpu[0], "shuffle": cpu[0], "cuda": [cpu[0]],
+           "ranks": [{"torch": cpu[r], "cuda": cpu[r] + 10} for r in range(2)]}
+    own = own_streams(rng, 1, 2)
+    assert torch.equal(own["torch"], cpu[1]) and torch.equal(own["cuda_own"], cpu[1] + 10) and "cuda" not in own
+    assert own_streams(rng, 0, 3) is rng  # another number of ranks: rank 0's streams, as saved
+    older = {**rng, "ranks": [cpu[0], cpu[1]]}  # ranks saved their CPU stream only
+    assert torch.equal(own_streams(older, 1, 2)["torch"], cpu[1])
 
 
 def test_version_1_files_still_load(run, tmp_path):

@@ -66,6 +66,8 @@ def test_interrupted_and_resumed_on_two_processes_is_exact(tmp_path):
     proc.communicate(timeout=30)
     stopped = load_checkpoint(last)
     assert stopped.epoch < 6 and len(stopped.rng["ranks"]) == 2
+    # each rank's own noise stream (the VAE's reparameterisation noise), not rank 0's twice
+    assert not torch.equal(stopped.rng["ranks"][0]["torch"], stopped.rng["ranks"][1]["torch"])
     resumed = torchrun("train", str(path), "--quiet", "--name", "stopped", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = load_checkpoint(tmp_path / "runs" / "straight" / "last.pt").model
@@ -170,6 +172,18 @@ def test_a_dead_rank_ends_the_job(tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode != 0 and time.monotonic() - killed < 30
     assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids)
+
+
+def test_devices_under_torchrun_is_one_line(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"model": {"kind": "vae", "hidden": 8, "latent_dim": 2}}))
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump({
+        "base": "base.yaml", "runs_dir": str(tmp_path / "runs"), "n_trials": 1,
+        "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}}))
+    out = torchrun("tune", str(tmp_path / "tune.yaml"), "--devices", "0", "--quiet")
+    assert out.returncode != 0
+    said = [line for line in out.stderr.splitlines() if line.startswith("genmodels[rank ")]
+    assert len(said) == 2 and all("--devices: under torchrun each rank trains on the GPU of its local rank" in line
+                                  for line in said)  # one line per rank (torchrun then reports the exits)
 
 
 @pytest.mark.parametrize("batch", [100])

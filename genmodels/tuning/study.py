@@ -171,6 +171,10 @@ def tune_study(config_path: str, overrides: list[str] | None = None, storage: st
     """Create or resume the study and run trials until it holds n_trials, using `workers` processes
     (worker i on GPU devices[i % len(devices)] when devices are given)."""
     overrides = overrides or []
+    if distributed.world_size() > 1 and devices:
+        # torch.cuda.set_device(devices[0]) would put every rank on that one GPU.
+        raise UserError("--devices: under torchrun each rank trains on the GPU of its local rank; leave --devices "
+                        "out (or choose GPUs with CUDA_VISIBLE_DEVICES)")
     if devices and not torch.cuda.is_available():
         raise UserError(f"--devices {','.join(devices)}: no CUDA device is available here")
     if devices and any(not d.isdigit() or int(d) >= torch.cuda.device_count() for d in devices):

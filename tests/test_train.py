@@ -163,9 +163,30 @@ def test_callback_sees_each_epoch(tmp_path):
     assert [e for e, _ in seen] == [1, 2]
 
 
-def test_grad_clip_and_bf16_run(tmp_path):
-    result = build(tiny_config(tmp_path, "train.grad_clip=0.5", "train.precision=bf16"), quiet=True).fit()
-    assert result.heldout["neg_elbo"] > 0
+def watch_steps(trainer):
+    """The global gradient norm each optimizer step sees, and the dtype the first layer computes in."""
+    norms, dtypes = [], set()
+    optimizer = trainer.optimizers["vae"]
+
+    def before_step(opt, args, kwargs):
+        grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    optimizer.register_step_pre_hook(before_step)
+    first_linear = next(m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.Linear))
+    first_linear.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    return norms, dtypes
+
+
+def test_grad_clip_and_bf16_apply(tmp_path):
+    clipped = build(tiny_config(tmp_path, "name=clipped", "train.grad_clip=0.5", "train.precision=bf16"), quiet=True)
+    norms, dtypes = watch_steps(clipped)
+    assert clipped.fit().heldout["neg_elbo"] > 0
+    assert max(norms) <= 0.5 * (1 + 1e-5) and torch.bfloat16 in dtypes
+    plain = build(tiny_config(tmp_path, "name=plain", "train.precision=fp32"), quiet=True)
+    norms, dtypes = watch_steps(plain)
+    plain.fit()
+    assert max(norms) > 0.5 and dtypes == {torch.float32}  # without them the same run would fail the above
 
 
 FLUSH_PROBE = """

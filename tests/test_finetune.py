@@ -139,7 +139,6 @@ def test_imagefolder_loads_caches_and_trains(tmp_path):
     make_images(folder)
     split = load_imagefolder(folder, 28, 1)
     assert split.images.shape == (24, 1, 28, 28) and set(split.labels.tolist()) == {0, 1}
-    assert list(folder.glob(".genmodels-28x28x1-*.pt"))
     rgb = load_imagefolder(folder, 32, 3)
     assert rgb.images.shape == (24, 3, 32, 32)
     cfg = tiny_config(tmp_path, "data.name=imagefolder", f"data.path={folder}", "data.image_size=32",
@@ -150,7 +149,7 @@ def test_imagefolder_loads_caches_and_trains(tmp_path):
     bad.mkdir()
     (bad / "x.png").write_bytes(b"not a png")
     with pytest.raises(Exception, match=r"x.png: cannot decode image"):
-        load_imagefolder(bad, 28, 1)
+        load_imagefolder(bad, 28, 1, bad_files="error")
 
 
 def test_missing_pattern_is_config_error(tmp_path, source_run):

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from genmodels.data import load_imagefolder
+from genmodels.data.imagefolder import cache_dir
 from genmodels.metrics.features import PYTORCH_FID_WEIGHTS, TORCHVISION_WEIGHTS, cache_dirs, classifier_name
 
 from conftest import cli, tiny_config
@@ -113,7 +114,7 @@ def test_imagefolder_cache(tmp_path):
     folder = tmp_path / "imgs"
     make_images(folder, n=12)
     load_imagefolder(folder, 28, 1)
-    cache = next(folder.glob(".genmodels-*.pt"))
+    cache = next(cache_dir().glob("imgs-28x28x1-*.pt"))
     marker = tmp_path / "ran"
     craft(cache, marker)
     cfg = tiny_config(tmp_path, "name=img", "data.name=imagefolder", f"data.path={folder}", "train.batch_size=4")

@@ -13,11 +13,18 @@ class DataConfig(StrictModel):
     name: Literal["mnist", "fashion-mnist", "imagefolder"] = Field("mnist", description="dataset")
     root: str | None = Field(None, description="folder holding <dataset>/*.gz; default $GENMODELS_DATA, "
                                                 "then ~/.cache/genmodels/data")
-    path: str | None = Field(None, description="imagefolder: a folder of PNG/JPEG images (class subfolders optional)")
+    path: str | None = Field(None, description="imagefolder: a folder of PNG/JPEG/BMP/WebP images, nested folders "
+                                               "allowed (subfolder names are the labels)")
     image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder: resize to this side "
                                                                      "(default: the fine-tuning source's, else 28)")
     channels: Literal[1, 3] | None = Field(None, description="imagefolder: 1 grey or 3 RGB (default: the "
                                                                "fine-tuning source's, else 1)")
+    fit: Literal["crop", "stretch"] = Field("crop", description="imagefolder: crop scales the shorter side to "
+                                                                "image_size and keeps the centre; stretch scales "
+                                                                "both sides")
+    bad_files: Literal["skip", "error"] = Field("skip", description="imagefolder: a file that cannot be decoded "
+                                                                    "(corrupt, truncated, a decompression bomb) is "
+                                                                    "skipped and counted, or refused")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="imagefolder: share kept as its test split")
     classes: list[int] | None = Field(None, description="keep only these labels (every split)")
     limit: int | None = Field(None, ge=1, description="at most this many images per split (a seeded choice)")

@@ -1,8 +1,17 @@
-"""A folder of the user's own images (PNG/JPEG), decoded once and cached as a uint8 tensor."""
+"""A folder of the user's own images, as users have them: nested folders, mixed sizes and aspect
+ratios, grey and colour mixed, the odd corrupt or truncated file. Decoded once into a uint8 tensor
+and cached outside the user's folder ($GENMODELS_CACHE/imagefolders, else
+~/.cache/genmodels/imagefolders), keyed by the folder's content: a changed, added or removed
+file makes a new cache. Labels are the sorted subfolder names (0 when the images sit in one
+folder); a model that is not conditional never reads them.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -11,44 +20,87 @@ from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.data.tensors import Split
 from genmodels.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+#: Larger images are refused before a pixel is decoded: a 20,000 x 20,000 PNG of a few kilobytes
+#: would otherwise ask for gigabytes (a decompression bomb). PIL's own default limit.
+MAX_PIXELS = 89_478_485
+#: Part of the cache key: a change to how images are decoded makes new caches.
+DECODER_VERSION = 2
 
 
-def load_imagefolder(path: str | Path, size: int, channels: int) -> Split:
-    """Every PNG/JPEG under `path`, decoded once, resized to size x size with `channels`, cached
-    beside the images as a uint8 tensor. Labels are the sorted subfolder names (0 if none)."""
+def cache_dir() -> Path:
+    root = os.environ.get("GENMODELS_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "genmodels") / "imagefolders"
+
+
+def load_imagefolder(path: str | Path, size: int, channels: int, fit: str = "crop", bad_files: str = "skip",
+                     quiet: bool = False) -> Split:
+    """Every image under `path` (PNG, JPEG, BMP, WebP, in nested folders) as a (N, channels, size,
+    size) uint8 tensor. fit='crop' scales the shorter side to `size` and keeps the centre square;
+    'stretch' scales both sides to `size`. A file that cannot be decoded is skipped and counted
+    (bad_files='skip') or refused (bad_files='error')."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path: {folder} is not a folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise DataError(f"data.path: no PNG or JPEG images in {folder}")
-    listing = "".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    stamp = hashlib.sha1(listing.encode()).hexdigest()[:12]
-    cache = folder / f".genmodels-{size}x{size}x{channels}-{stamp}.pt"
+        raise DataError(f"data.path: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    key = hashlib.sha256(f"{folder.resolve()}|{size}|{channels}|{fit}|{DECODER_VERSION}|".encode())
+    for p in files:
+        stat = p.stat()
+        key.update(f"{p.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    cache = cache_dir() / f"{folder.name}-{size}x{size}x{channels}-{fit}-{key.hexdigest()[:20]}.pt"
     if cache.is_file():
         state = load_tensors(cache, {"images": torch.Tensor, "labels": torch.Tensor})
         return Split(state["images"], state["labels"])
     groups = sorted({p.parent.relative_to(folder).as_posix() for p in files})
+    # One buffer for the decoded set, filled in place: 100,000 images are never held twice.
     images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
-    for i, p in enumerate(files):
-        images[i] = _decode(p, size, channels)
-    labels = torch.tensor([groups.index(p.parent.relative_to(folder).as_posix()) for p in files])
+    labels, skipped = [], []
+    for p in files:
+        try:
+            images[len(labels)] = _decode(p, size, channels, fit)
+        except DataError as exc:
+            if bad_files == "error":
+                raise DataError(f"{exc} (data.bad_files: skip leaves such files out)") from None
+            skipped.append(str(exc))
+            continue
+        labels.append(groups.index(p.parent.relative_to(folder).as_posix()))
+    if not labels:
+        raise DataError(f"data.path: none of the {len(files)} images in {folder} could be decoded ({skipped[0]})")
+    if skipped and not quiet:
+        print(f"genmodels: data.path: skipped {len(skipped)} of {len(files)} files that cannot be used (first: "
+              f"{skipped[0]}); data.bad_files: error refuses them instead", file=sys.stderr)
+    split = Split(images[: len(labels)], torch.tensor(labels))
     try:
-        save_tensors(cache, {"images": images, "labels": labels})
+        save_tensors(cache, {"images": split.images, "labels": split.labels})
     except OSError:
-        pass  # a read-only folder: decode again next time
-    return Split(images, labels)
+        pass  # no writable cache: decode again next time
+    return split
 
 
-def _decode(path: Path, size: int, channels: int) -> torch.Tensor:
+def _decode(path: Path, size: int, channels: int, fit: str) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-            array = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-    except (OSError, UnidentifiedImageError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size  # from the header: nothing decoded yet
+                if width * height > MAX_PIXELS:
+                    raise DataError(f"{path}: refused, {width}x{height} = {width * height:,} pixels is more than "
+                                    f"{MAX_PIXELS:,} (a decompression bomb?)")
+                im = im.convert("L" if channels == 1 else "RGB")
+                if fit == "crop":
+                    scale = size / min(width, height)
+                    w, h = max(size, round(width * scale)), max(size, round(height * scale))
+                    left, top = (w - size) // 2, (h - size) // 2
+                    im = im.resize((w, h), Image.Resampling.BILINEAR).crop((left, top, left + size, top + size))
+                else:
+                    im = im.resize((size, size), Image.Resampling.BILINEAR)
+                array = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: refused, a decompression bomb ({exc})") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:  # PIL's errors for bad files
         raise DataError(f"{path}: cannot decode image ({exc})") from None
     return array.view(size, size, channels).permute(2, 0, 1)
-

@@ -47,7 +47,7 @@ def raw_splits(cfg: DataConfig, image_shape: tuple[int, int, int] | None = None)
         if not cfg.path:
             raise DataError("data.path: an imagefolder dataset needs the folder of images")
         c, size = (image_shape[0], image_shape[1]) if image_shape else (1, 28)
-        images = load_imagefolder(cfg.path, cfg.image_size or size, cfg.channels or c)
+        images = load_imagefolder(cfg.path, cfg.image_size or size, cfg.channels or c, cfg.fit, cfg.bad_files)
         rest, test = heldout_split(len(images), cfg.test_fraction, cfg.split_seed + 1)
         return {"train": images.subset(rest), "test": images.subset(test)}
     return load_raw(cfg.name, cfg.root, cfg.download)

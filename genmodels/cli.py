@@ -1,5 +1,6 @@
-"""`genmodels train|finetune|eval|sample|tune|features`: thin wrappers over the package. User errors
-are one line on stderr and exit code 2; Ctrl-C and SIGTERM save the run and exit 130 and 143."""
+"""The command line: `genmodels train|finetune|eval|sample|fid|tune|dashboard|features`, its flags
+and its exit codes (the commands themselves: genmodels.commands). User errors are one line on
+stderr and exit code 2; Ctrl-C and SIGTERM save the run and exit 130 and 143."""
 
 from __future__ import annotations
 
@@ -7,27 +8,15 @@ import argparse
 import sys
 from typing import Any, Callable
 
-import optuna
-import torch
 import yaml
-from torchvision.utils import save_image
 
 from genmodels import distributed
-from genmodels.config import load_config
-from genmodels.dashboard import serve, storage_of
-from genmodels.tuning.storage import safe_url
+from genmodels.commands import (cmd_dashboard, cmd_eval, cmd_features, cmd_fid, cmd_sample, cmd_train, cmd_tune,
+                                eval_option_fields)
+from genmodels.data import DATASETS
 from genmodels.errors import Interrupted, UserError
-from genmodels.experiment import build, evaluate_run
-from genmodels.files import atomic_write
-from genmodels.images import grid_columns
-from genmodels.metrics.classifier import EPOCHS, load_classifier, save_classifier, train_classifier
-from genmodels.metrics.extractor import cache_dirs
-from genmodels.models import MODELS
-from genmodels.runs import checkpoint_path, load_run
+from genmodels.metrics.classifier import EPOCHS
 from genmodels.runtime import check_torch, setup_process
-from genmodels.tuning.report import write_report
-from genmodels.tuning.study import tune_study
-from genmodels.tuning.retrain import retrain_best
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -41,128 +30,6 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 def _add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-evaluation lines (default: off)")
-
-
-def _format_metrics(metrics: dict[str, float]) -> str:
-    width = max(len(k) for k in metrics)
-    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in metrics.items())
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    if args.runs_dir:
-        overrides.append(f"log.runs_dir={args.runs_dir}")
-    if args.name:
-        overrides.append(f"name={args.name}")
-    cfg = load_config(args.config, overrides)
-    if args.command == "finetune" and cfg.finetune is None:
-        raise UserError(f"{args.config}: finetune: a section naming 'from' (a run or checkpoint) is required")
-    run_dir = cfg.run_dir()
-    if (run_dir / "last.pt").exists() and not args.resume:
-        raise UserError(f"{run_dir} already holds a run; pass --resume to continue it, or --name NEW for a new run")
-    if args.resume and not (run_dir / "last.pt").exists():
-        raise UserError(f"{run_dir / 'last.pt'}: nothing to resume")
-    main_rank = distributed.is_main()  # under torchrun rank 0 speaks for the run
-    result = build(cfg, quiet=args.quiet, resume=args.resume, announce=print if main_rank else None).fit()
-    if not main_rank:
-        return 0
-    processes = f"  processes: {result.processes}" if result.processes > 1 else ""
-    print(f"run: {run_dir}  device: {result.device}{processes}  epochs: {result.epochs}  "
-          f"time: {result.train_seconds:.1f}s" + (f"  ({result.stop_reason})" if result.stop_reason else ""))
-    print(f"held-out metrics (nats per image where applicable), epoch {result.epochs}:")
-    print(_format_metrics(result.heldout))
-    if result.best:
-        print(f"best heldout/{result.monitor}: {result.best['value']:.4f} at epoch {result.best['epoch']:g}")
-    print(f"view the curves: tensorboard --logdir {cfg.log.runs_dir}")
-    return 0
-
-
-def eval_option_fields() -> dict[str, Any]:
-    """Every evaluation option some registered model family declares, by name."""
-    return {name: field for cls in MODELS.values() for name, field in cls.EvalOptions.model_fields.items()}
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    options = {name: value for name in eval_option_fields() if (value := getattr(args, name)) is not None}
-    path = checkpoint_path(args.run_dir, args.checkpoint)
-    report = evaluate_run(path, args.split, args.checkpoint, options, args.data_root, args.quiet)
-    extra = f", features: {report['features']}" if "features" in report else ""
-    print(f"{args.split} split ({report['images']} images), {report['dataset']}, epoch {report['epoch']}{extra}:")
-    print(_format_metrics(report["metrics"]))
-    print(f"written to {path.parent / f'eval_{args.split}.json'}")
-    return 0
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    if not 1 <= args.n <= 100_000:
-        raise UserError(f"-n: expected a number of images from 1 to 100000, got {args.n}")
-    cfg, model, _ = load_run(args.run_dir, args.checkpoint)
-    seed = cfg.seed if args.seed is None else args.seed
-    images = model.sample(args.n, torch.Generator().manual_seed(seed))
-    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=grid_columns(args.n), format="png"))
-    print(f"wrote {args.n} samples to {args.output}")
-    return 0
-
-
-def cmd_features(args: argparse.Namespace) -> int:
-    if args.force:
-        net, info = train_classifier(args.dataset, args.data_root, args.split_seed, args.heldout_fraction,
-                                     epochs=args.epochs, quiet=args.quiet)
-        path = save_classifier(net, info, cache_dirs(args.data_root, args.dataset))
-    else:
-        extractor = load_classifier(args.dataset, args.data_root, args.split_seed, args.heldout_fraction,
-                                    quiet=args.quiet)
-        info = extractor.info
-        path = next(d / f"{info['name']}.pt" for d in cache_dirs(args.data_root, args.dataset)
-                    if (d / f"{info['name']}.pt").is_file())
-    print(f"{info['name']}: test accuracy {info['test_accuracy']:.4f} "
-          f"({info['train_images']} training images, {info['epochs']} epochs)")
-    print(f"cached at {path}")
-    return 0
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    optuna.logging.set_verbosity(optuna.logging.WARNING if args.quiet else optuna.logging.INFO)
-    if args.workers < 1:
-        raise UserError(f"--workers: expected at least 1, got {args.workers}")
-    overrides = list(args.overrides)
-    if args.n_trials:
-        overrides.append(f"n_trials={args.n_trials}")
-    try:
-        devices = [d.strip() for d in args.devices.split(",")] if args.devices else None
-        study, tune, base = tune_study(args.config, overrides, args.storage, args.workers, args.quiet, devices)
-    except KeyboardInterrupt as exc:
-        print("genmodels: interrupted: running trials saved their state and are queued again; rerun the same "
-              "command to resume the study", file=sys.stderr)
-        return exc.exit_code if isinstance(exc, Interrupted) else 130
-    if study is None:  # a rank other than 0 under torchrun: rank 0 reports
-        return 0
-    retrained = None
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    if (args.retrain_best or tune.retrain_best) and complete and len(tune.objectives) == 1:
-        retrained = retrain_best(study, tune, base, quiet=args.quiet)
-    summary = write_report(study, tune, base, retrained)
-    out = tune.study_dir()
-    states = ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n)
-    print(f"study {tune.study_name}: {summary['trials']} trials ({states}), "
-          f"storage {safe_url(args.storage or tune.storage_url())}")
-    for best in summary.get("best", []):
-        values = ", ".join(f"{o}={v:.4f}" for o, v in zip(tune.objectives, best["values"]))
-        print(f"best trial {best['trial']}: {values}  params: {best['params']}")
-    if retrained:
-        print("retrained best config, test split: " + ", ".join(f"{k}={v:.4f}" for k, v in retrained["test"].items()))
-    print(f"results: {out}/summary.md, trials.csv, best_config*.yaml, *.png")
-    print(f"compare trials: tensorboard --logdir {out}")
-    return 0
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port: expected a port number from 1 to 65535, got {args.port}")
-    serve(storage_of(args.study_dir, args.storage), args.port)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +75,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="noise seed (default: the run's seed)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(default: best)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("fid", help="FID (and KID, precision/recall) between two image sets",
+                       description="score image set B against A: each a folder of images, a run (samples of its "
+                                   "best checkpoint) or a dataset split such as fashion-mnist:test; A twice gives "
+                                   "A's floor (two halves)")
+    p.add_argument("a", help="the reference set")
+    p.add_argument("b", help="the set scored against it")
+    p.add_argument("--metrics", nargs="+", default=[], metavar="NAME",
+                   help="also fid_inf, kid, precision, recall (default: FID only)")
+    p.add_argument("--features", choices=["classifier", "inception"], default="classifier",
+                   help="feature extractor (default: classifier)")
+    p.add_argument("--feature-dataset", choices=sorted(DATASETS),
+                   help="the labelled dataset the classifier is trained on (default: that of a run or split given)")
+    p.add_argument("--samples", type=int, default=10_000, help="images sampled from a run (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of a run's samples and of the halves (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (default: off)")
+    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA)")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_fid)
 
     p = sub.add_parser("tune", help="run (or resume) an Optuna study from a tuning YAML")
     p.add_argument("config", help="tuning YAML, e.g. experiments/tune_vae_mnist.yaml")

@@ -12,11 +12,13 @@ PACKAGE = REPO / "genmodels"
 
 # Top to bottom. A module may import from its own group and the groups below it, never above.
 LAYERS = [
-    ["__main__", "cli", "dashboard"],  # commands
+    ["__main__", "cli"],  # the command line
+    ["commands"],  # what each command does
+    ["dashboard"],  # optuna-dashboard on a study
     ["tuning.__init__", "tuning.study", "tuning.retrain", "tuning.report"],  # the study command and its results
     ["tuning.objective", "tuning.search"],  # one trial; samplers and pruners
     ["tuning.config", "tuning.storage"],  # the tuning config; the study's storage
-    ["experiment"],  # the one place that assembles a run
+    ["experiment", "compare"],  # the one place that assembles a run; scoring two image sets
     ["runs"],  # reading run folders
     ["train"],  # the loop
     ["callbacks", "strategy", "recorder", "evaluation"],  # around the loop: hooks, torchrun, what a run writes

@@ -1,0 +1,122 @@
+"""Sample quality between any two image sets, `genmodels fid A B`: each a folder of images, a
+dataset split (`fashion-mnist:test`) or a run (samples of its best checkpoint). The same scorer
+maths as training's held-out evaluation, every number with its standard error and extractor.
+
+    genmodels fid runs/dcgan_fashion fashion-mnist:test --metrics kid precision recall
+    genmodels fid my_images/ my_images/        # the folder's floor: FID between its two halves
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from genmodels.data import DATASETS, DataConfig, load_data, load_imagefolder
+from genmodels.errors import UserError
+from genmodels.metrics.features import extract, load_extractor
+from genmodels.metrics.frechet import (fid_infinity, frechet_distance, gaussian_stats, half_sample_se, kid,
+                                       precision_recall)
+from genmodels.runs import load_run
+
+SPLITS = ("train", "heldout", "test")
+METRICS = ("fid_inf", "kid", "precision", "recall")
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 (N, C, H, W), or floats in [0, 1] for a run's samples
+    label: str  # what it is, for the report
+    dataset: str | None  # the named dataset it comes from, if any (picks the default extractor)
+
+
+def dataset_split(spec: str, data_root: str | None) -> ImageSet | None:
+    """`name:split` of a named dataset, or None when `spec` is not of that form."""
+    name, sep, split = spec.partition(":")
+    if not sep or name not in DATASETS or Path(spec).exists():
+        return None
+    if split not in SPLITS:
+        raise UserError(f"{spec}: expected a split of {name}: {', '.join(f'{name}:{s}' for s in SPLITS)}")
+    splits = load_data(DataConfig(name=name, root=data_root))
+    return ImageSet(getattr(splits, split).images, f"{name} {split} split", name)
+
+
+def run_samples(spec: str, n: int, seed: int) -> ImageSet | None:
+    """`n` samples of a run folder's best checkpoint (or of a .pt checkpoint), or None."""
+    path = Path(spec)
+    if not (path.suffix == ".pt" and path.is_file() or path.is_dir() and any(path.glob("*.pt"))):
+        return None
+    cfg, model, _ = load_run(path)
+    with torch.no_grad():
+        images = model.sample(n, torch.Generator().manual_seed(seed))
+    dataset = cfg.data.name if cfg.data.name in DATASETS else None
+    return ImageSet(images, f"{n:,} samples of {path}", dataset)
+
+
+def image_set(spec: str, shape: tuple[int, int] | None, samples: int, seed: int, data_root: str | None,
+              quiet: bool) -> ImageSet:
+    found = dataset_split(spec, data_root) or run_samples(spec, samples, seed)
+    if found is not None:
+        return found
+    if not Path(spec).is_dir():
+        raise UserError(f"{spec}: expected an image folder, a run folder, a .pt checkpoint or a dataset split "
+                        f"such as fashion-mnist:test")
+    channels, size = shape or (3, 299)
+    return ImageSet(load_imagefolder(spec, size, channels, quiet=quiet).images, f"images in {spec}", None)
+
+
+def compare(a: str, b: str, features: str = "classifier", feature_dataset: str | None = None,
+            metrics: Sequence[str] = (), samples: int = 10_000, seed: int = 0, data_root: str | None = None,
+            device: str = "cpu", quiet: bool = False) -> dict[str, Any]:
+    """FID (and `metrics`) of set `b` against set `a`, with standard errors over both sets'
+    sampling noise; with a == b, the set's floor: the same between two disjoint random halves."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise UserError(f"--metrics: unknown metric '{unknown[0]}' (expected any of {', '.join(METRICS)})")
+    floor = Path(a).resolve() == Path(b).resolve() if Path(a).exists() else a == b
+    sets = {s: found for s in {a, b} if (found := dataset_split(s, data_root) or run_samples(s, samples, seed))}
+    dataset = feature_dataset or next((s.dataset for s in sets.values() if s.dataset), None)
+    if features == "classifier" and dataset is None:
+        raise UserError(f"--feature-dataset: the classifier extractor is trained on a labelled dataset; name one "
+                        f"({', '.join(DATASETS)}) or use --features inception (weights on disk)")
+    extractor = load_extractor(features, dataset or "", data_root, device=device, quiet=quiet)
+    shape = None if features == "inception" else _classifier_input(dataset, data_root)
+    first = sets.get(a) or image_set(a, shape, samples, seed, data_root, quiet)
+    second = first if floor else sets.get(b) or image_set(b, shape, samples, seed, data_root, quiet)
+    for s in (first, second):
+        if shape is not None and tuple(s.images.shape[1:]) != (shape[0], shape[1], shape[1]):
+            raise UserError(f"{s.label}: images of shape {tuple(s.images.shape[1:])}; the {extractor.name} "
+                            f"extractor takes {(shape[0], shape[1], shape[1])}")
+    real, fake = extract(extractor, first.images), extract(extractor, second.images)
+    if floor:  # two disjoint random halves of the one set
+        order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+        real, fake = real[order[: len(real) // 2]], real[order[len(real) // 2 :]]
+    report = {"a": first.label, "b": "the other half of it" if floor else second.label, "floor": floor,
+              "features": extractor.name, "images": [len(real), len(fake)], "metrics": scores(real, fake, metrics)}
+    return report
+
+
+def scores(real: torch.Tensor, fake: torch.Tensor, metrics: Sequence[str]) -> dict[str, float]:
+    """FID and the asked-for metrics between two feature sets, each with its standard error."""
+    def with_se(name: str, statistic: Any) -> None:
+        values, errors = statistic(real, fake), half_sample_se(statistic, real, fake)
+        for key, value, error in zip(name.split(","), values if isinstance(values, tuple) else (values,), errors):
+            out[key], out[f"{key}_se"] = float(value), error
+
+    out: dict[str, float] = {}
+    with_se("fid", lambda r, f: frechet_distance(*gaussian_stats(r), *gaussian_stats(f)))
+    if "fid_inf" in metrics:
+        with_se("fid_inf", lambda r, f: fid_infinity(gaussian_stats(r), f))
+    if "kid" in metrics:
+        with_se("kid", lambda r, f: kid(r, f)[0])
+    if {"precision", "recall"} & set(metrics):
+        with_se("precision,recall", lambda r, f: precision_recall(r, f))
+    return out
+
+
+def _classifier_input(dataset: str | None, data_root: str | None) -> tuple[int, int]:
+    """(channels, side) of the labelled dataset the classifier was trained on."""
+    train = load_data(DataConfig(name=dataset, root=data_root, limit=1)).train.images
+    return train.shape[1], train.shape[2]

@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Feature classifiers and real-feature statistics go to a fresh folder per test session, so the
 # suite exercises training them on demand and never reads a cache left by an earlier run.
 # The folder goes when the session ends, so repeated runs do not fill the disk.
+# The tests never reach outside this machine: Inception weights are "fetched" from a closed port
+# on 127.0.0.1 unless a test serves them itself (tests/test_download.py).
+os.environ.setdefault("GENMODELS_INCEPTION_URL", "http://127.0.0.1:9/pt_inception-2015-12-05-6726825d.pth")
 if "GENMODELS_CACHE" not in os.environ:
     os.environ["GENMODELS_CACHE"] = tempfile.mkdtemp(prefix="genmodels-cache-")
     atexit.register(shutil.rmtree, os.environ["GENMODELS_CACHE"], ignore_errors=True)

@@ -46,7 +46,9 @@ def test_fid_real_vs_real_far_below_noise(classifier):
     assert real_real * 20 < real_noise, (real_real, real_noise)
 
 
-def test_inception_without_weights_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(UserError, match=r"eval.features: 'inception' needs Inception-v3 weights on disk"):
+def test_inception_without_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no weights there, and the fetch is refused (conftest)
+    with pytest.raises(UserError, match=r"eval.features: 'inception' needs Inception-v3 weights, and fetching them "
+                                        r"failed: .*Offline, copy pt_inception-2015-12-05-6726825d.pth to "):
         load_extractor("inception", "mnist")
+    assert not any(tmp_path.rglob("*.pth*"))  # nothing left behind

@@ -1,9 +1,10 @@
-"""Inception-v3 features for FID, from weights already on disk (never downloaded), loaded without
-unpickling code."""
+"""Inception-v3 features for FID: pytorch-fid's weights (fetched on first use when online, hash
+checked) or torchvision's, from torch's hub folder, loaded without unpickling code."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -12,10 +13,14 @@ from torch import nn
 
 from genmodels.checkpoint import load_tensors, load_weights
 from genmodels.errors import UserError
+from genmodels.metrics.download import fetch
 from genmodels.metrics.extractor import FeatureExtractor
 
 PYTORCH_FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
 TORCHVISION_WEIGHTS = "inception_v3_google-0cc3c7bd.pth"
+# Where pytorch-fid publishes its weights; GENMODELS_INCEPTION_URL names a mirror of the same file.
+PYTORCH_FID_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{PYTORCH_FID_WEIGHTS}"
+PYTORCH_FID_SHA256 = "6726825d"  # the digest prefix in the file's published name
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -78,10 +83,17 @@ INCEPTION_WEIGHTS = {
 }
 
 
-def load_inception(device: torch.device | str = "cpu") -> InceptionFeatures:
-    """Inception-v3 from weights already in torch's hub folder (never downloaded), loaded with
-    weights_only=True."""
+def load_inception(device: torch.device | str = "cpu", download: bool = True) -> InceptionFeatures:
+    """Inception-v3 from weights in torch's hub folder, loaded with weights_only=True; when there
+    are none, pytorch-fid's are fetched there first (download=True), their SHA-256 checked."""
     hub = Path(torch.hub.get_dir()) / "checkpoints"
+    if download and not any((hub / f).is_file() for f in INCEPTION_WEIGHTS):
+        url = os.environ.get("GENMODELS_INCEPTION_URL", PYTORCH_FID_URL)
+        try:
+            fetch(url, hub / PYTORCH_FID_WEIGHTS, PYTORCH_FID_SHA256)
+        except UserError as exc:
+            raise UserError(f"eval.features: 'inception' needs Inception-v3 weights, and fetching them failed: {exc}. "
+                            f"Offline, copy {PYTORCH_FID_WEIGHTS} to {hub}, or use features: classifier") from None
     for file, (build, name, normalize) in INCEPTION_WEIGHTS.items():
         path = hub / file
         if not path.is_file():

@@ -29,7 +29,7 @@ LAYERS = [
      "metrics.download"],
     ["models.__init__", "models.base", "models.blocks", "models.vae", "models.gan"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits
-    ["data.idx", "data.imagefolder"],  # one module per source format
+    ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10"],  # one module per source format
     ["data.config", "data.roots", "data.tensors"],
     ["checkpoint", "optim", "metrics.__init__", "metrics.frechet", "metrics.likelihood"],
     ["errors", "files", "runtime", "schema", "distributed", "images"],  # leaves

@@ -10,7 +10,8 @@ from genmodels.schema import StrictModel
 
 
 class DataConfig(StrictModel):
-    name: Literal["mnist", "fashion-mnist", "imagefolder"] = Field("mnist", description="dataset")
+    name: Literal["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "stl10", "imagefolder"] = Field(
+        "mnist", description="dataset")
     root: str | None = Field(None, description="folder holding <dataset>/*.gz; default $GENMODELS_DATA, "
                                                 "then ~/.cache/genmodels/data")
     path: str | None = Field(None, description="imagefolder: a folder of PNG/JPEG/BMP/WebP images, nested folders "

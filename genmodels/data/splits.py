@@ -11,11 +11,18 @@ from pathlib import Path
 
 import torch
 
+from genmodels.data.cifar import load_cifar10, load_cifar100
 from genmodels.data.config import DataConfig
 from genmodels.data.idx import load_raw
 from genmodels.data.imagefolder import load_imagefolder
+from genmodels.data.stl10 import load_stl10
+from genmodels.data.svhn import load_svhn
 from genmodels.data.tensors import DataSplits, Split
 from genmodels.errors import DataError
+
+
+#: data.name -> the loader of the colour dataset's official train and test splits (IDX: load_raw)
+COLOUR_DATASETS = {"cifar10": load_cifar10, "cifar100": load_cifar100, "svhn": load_svhn, "stl10": load_stl10}
 
 
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +57,8 @@ def raw_splits(cfg: DataConfig, image_shape: tuple[int, int, int] | None = None)
         images = load_imagefolder(cfg.path, cfg.image_size or size, cfg.channels or c, cfg.fit, cfg.bad_files)
         rest, test = heldout_split(len(images), cfg.test_fraction, cfg.split_seed + 1)
         return {"train": images.subset(rest), "test": images.subset(test)}
+    if cfg.name in COLOUR_DATASETS:
+        return COLOUR_DATASETS[cfg.name](cfg.root, cfg.download)
     return load_raw(cfg.name, cfg.root, cfg.download)
 
 

@@ -119,7 +119,7 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
         summary = finetune.apply(model, cfg.model.kind, cfg.finetune, source[0] if start_from_source else None,
                                  source[1] if source else "")
         if announce is not None:
-            announce(str(summary))
+            announce(summary.text)
     return Trainer(cfg, data, model, callbacks, run_dir, make_scorer(cfg, device, quiet), quiet, start=last,
                    hparams=hparams)
 

@@ -61,12 +61,13 @@ class FinetuneSummary:
     trainable: int
     frozen_tensors: int
     reinit_tensors: int
+    text: str = ""  # the line the command prints
 
-    def __str__(self) -> str:
+    def __post_init__(self) -> None:
         start = (f"fine-tuning from {self.source} (epoch {self.source_epoch})" if self.source_epoch is not None
                  else f"fine-tuning (weights from the run's own checkpoint; source {self.source})")
-        return (f"{start}: {self.frozen:,} parameters frozen ({self.frozen_tensors} tensors), {self.trainable:,} "
-                f"trainable, {self.reinit_tensors} tensors re-initialised")
+        self.text = (f"{start}: {self.frozen:,} parameters frozen ({self.frozen_tensors} tensors), "
+                     f"{self.trainable:,} trainable, {self.reinit_tensors} tensors re-initialised")
 
 
 def apply(model: GenerativeModel, kind: str, ft: FinetuneConfig, source: RunCheckpoint | None,

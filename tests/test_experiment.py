@@ -17,7 +17,7 @@ from genmodels.models import GAN, Updater
 from genmodels.optim import OptimConfig
 from genmodels.tuning.study import tune_study
 
-from conftest import REPO, tiny_config
+from conftest import REPO, cli, tiny_config
 
 # Every file a test process opens, recorded by an audit hook: real reads, nothing patched.
 OPENED: list[str] = []
@@ -148,3 +148,38 @@ def test_kid_as_monitor_with_eval_metrics_is_accepted(tmp_path):
     trainer = build(tiny_config(tmp_path, "model.kind=gan", "model.arch=mlp", "model.hidden=16", "model.latent_dim=4",
                                 "train.monitor=kid", "eval.metrics=[kid]", "data.limit=300"), quiet=True)
     assert trainer.monitor == "kid"
+
+
+def test_a_fine_tuning_run_enters_the_fine_tuning_code_once(tmp_path, source):
+    """From `genmodels finetune` to the first training step, the calls that enter
+    genmodels/finetune.py or genmodels/experiment.py from elsewhere in the package."""
+    package = str(REPO / "genmodels")
+    cfg = {"name": "traced", "data": {"name": "mnist", "limit": 300}, "train": {"epochs": 1},
+           "log": {"runs_dir": str(tmp_path / "runs"), "n_images": 4},
+           "finetune": {"from": str(source), "freeze": ["encoder.*"]}}
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(cfg))
+    entries = []
+
+    class FirstStep(Exception):
+        pass
+
+    def profile(frame, event, arg):
+        if event != "call" or not frame.f_code.co_filename.startswith(package):
+            return
+        back = frame.f_back  # the nearest caller in the package (generated code such as a dataclass's skipped)
+        while back is not None and not back.f_code.co_filename.startswith(package):
+            back = back.f_back
+        here, there = Path(frame.f_code.co_filename).name, Path(back.f_code.co_filename).name if back else ""
+        if here in ("finetune.py", "experiment.py") and here != there:
+            entries.append((here, frame.f_code.co_name))
+        if frame.f_code.co_name == "training_step":
+            raise FirstStep
+
+    sys.setprofile(profile)
+    try:
+        cli("finetune", str(tmp_path / "ft.yaml"), "--quiet")
+    except FirstStep:
+        pass
+    finally:
+        sys.setprofile(None)
+    assert entries == [("experiment.py", "build"), ("finetune.py", "apply")]

@@ -1,6 +1,7 @@
 """Sample quality between any two image sets, `genmodels fid A B`: each a folder of images, a
-dataset split (`fashion-mnist:test`) or a run (samples of its best checkpoint). The same scorer
-maths as training's held-out evaluation, every number with its standard error and extractor.
+dataset split (`fashion-mnist:test`) or a run (samples of its best checkpoint). The same scores
+as training's held-out evaluation (`quality_scores`, the `eval` section's defaults), every number
+with its standard error and extractor.
 
     genmodels fid runs/dcgan_fashion fashion-mnist:test --metrics kid precision recall
     genmodels fid my_images/ my_images/        # the folder's floor: FID between its two halves
@@ -17,8 +18,7 @@ import torch
 from genmodels.data import DATASETS, DataConfig, load_data, load_imagefolder
 from genmodels.errors import UserError
 from genmodels.metrics.features import extract, load_extractor
-from genmodels.metrics.frechet import (fid_infinity, frechet_distance, gaussian_stats, half_sample_se, kid,
-                                       precision_recall)
+from genmodels.metrics.quality import EvalConfig, quality_scores
 from genmodels.runs import load_run
 
 SPLITS = ("train", "heldout", "test")
@@ -55,11 +55,8 @@ def run_samples(spec: str, n: int, seed: int) -> ImageSet | None:
     return ImageSet(images, f"{n:,} samples of {path}", dataset)
 
 
-def image_set(spec: str, shape: tuple[int, int] | None, samples: int, seed: int, data_root: str | None,
-              quiet: bool) -> ImageSet:
-    found = dataset_split(spec, data_root) or run_samples(spec, samples, seed)
-    if found is not None:
-        return found
+def folder_set(spec: str, shape: tuple[int, int] | None, quiet: bool) -> ImageSet:
+    """A folder of images at the extractor's input shape (channels, side); Inception's: 3 x 299."""
     if not Path(spec).is_dir():
         raise UserError(f"{spec}: expected an image folder, a run folder, a .pt checkpoint or a dataset split "
                         f"such as fashion-mnist:test")
@@ -83,8 +80,8 @@ def compare(a: str, b: str, features: str = "classifier", feature_dataset: str |
                         f"({', '.join(DATASETS)}) or use --features inception (weights on disk)")
     extractor = load_extractor(features, dataset or "", data_root, device=device, quiet=quiet)
     shape = None if features == "inception" else _classifier_input(dataset, data_root)
-    first = sets.get(a) or image_set(a, shape, samples, seed, data_root, quiet)
-    second = first if floor else sets.get(b) or image_set(b, shape, samples, seed, data_root, quiet)
+    first = sets.get(a) or folder_set(a, shape, quiet)
+    second = first if floor else sets.get(b) or folder_set(b, shape, quiet)
     for s in (first, second):
         if shape is not None and tuple(s.images.shape[1:]) != (shape[0], shape[1], shape[1]):
             raise UserError(f"{s.label}: images of shape {tuple(s.images.shape[1:])}; the {extractor.name} "
@@ -94,26 +91,9 @@ def compare(a: str, b: str, features: str = "classifier", feature_dataset: str |
         order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
         real, fake = real[order[: len(real) // 2]], real[order[len(real) // 2 :]]
     report = {"a": first.label, "b": "the other half of it" if floor else second.label, "floor": floor,
-              "features": extractor.name, "images": [len(real), len(fake)], "metrics": scores(real, fake, metrics)}
+              "features": extractor.name, "images": [len(real), len(fake)],
+              "metrics": quality_scores(real, fake, set(metrics), EvalConfig())}
     return report
-
-
-def scores(real: torch.Tensor, fake: torch.Tensor, metrics: Sequence[str]) -> dict[str, float]:
-    """FID and the asked-for metrics between two feature sets, each with its standard error."""
-    def with_se(name: str, statistic: Any) -> None:
-        values, errors = statistic(real, fake), half_sample_se(statistic, real, fake)
-        for key, value, error in zip(name.split(","), values if isinstance(values, tuple) else (values,), errors):
-            out[key], out[f"{key}_se"] = float(value), error
-
-    out: dict[str, float] = {}
-    with_se("fid", lambda r, f: frechet_distance(*gaussian_stats(r), *gaussian_stats(f)))
-    if "fid_inf" in metrics:
-        with_se("fid_inf", lambda r, f: fid_infinity(gaussian_stats(r), f))
-    if "kid" in metrics:
-        with_se("kid", lambda r, f: kid(r, f)[0])
-    if {"precision", "recall"} & set(metrics):
-        with_se("precision,recall", lambda r, f: precision_recall(r, f))
-    return out
 
 
 def _classifier_input(dataset: str | None, data_root: str | None) -> tuple[int, int]:

@@ -9,7 +9,6 @@ folder); a model that is not conditional never reads them.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from genmodels.checkpoint import load_tensors, save_tensors
+from genmodels.data.roots import cache_root
 from genmodels.data.tensors import Split
 from genmodels.errors import DataError
 
@@ -29,8 +29,7 @@ DECODER_VERSION = 2
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("GENMODELS_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "genmodels") / "imagefolders"
+    return cache_root() / "imagefolders"
 
 
 def load_imagefolder(path: str | Path, size: int, channels: int, fit: str = "crop", bad_files: str = "skip",

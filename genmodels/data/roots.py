@@ -24,6 +24,13 @@ def candidate_roots(root: str | Path | None = None) -> list[Path]:
 
 
 
+def cache_root() -> Path:
+    """Where the toolkit caches what it computes (decoded image folders, feature extractors):
+    $GENMODELS_CACHE when set, else ~/.cache/genmodels."""
+    root = os.environ.get("GENMODELS_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "genmodels"
+
+
 def locate(dataset: str, root: str | Path | None, folders: Sequence[str], files: Sequence[str],
            download: Callable[[Path], None] | None) -> Path:
     """The first <candidate root>/<folder> holding every one of `files`. When none does and

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from genmodels.data import find_dataset
+from genmodels.data.roots import cache_root
 from genmodels.images import to_unit
 
 
@@ -24,14 +25,14 @@ def cache_dirs(data_root: str | None = None, dataset: str | None = None) -> list
     """$GENMODELS_CACHE/features when set (and nothing else); otherwise <data root>/features,
     then ~/.cache/genmodels/features."""
     if os.environ.get("GENMODELS_CACHE"):
-        return [Path(os.environ["GENMODELS_CACHE"]).expanduser() / "features"]
+        return [cache_root() / "features"]
     dirs = []
     if dataset:
         paths, _ = find_dataset(dataset, data_root)
         if paths:
             # <root>/<dataset>/train-images... -> <root>/features
             dirs.append(paths["train"][0].parent.parent / "features")
-    dirs.append(Path.home() / ".cache" / "genmodels" / "features")
+    dirs.append(cache_root() / "features")
     return list(dict.fromkeys(dirs))
 
 

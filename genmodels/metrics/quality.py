@@ -113,24 +113,32 @@ class SampleQuality:
         real_f = self.real_features(split, real)
         if key not in self._real_stats:
             self._real_stats[key] = gaussian_stats(real_f)
-        stats = self._real_stats[key]
-        fake_f = extract(self.extractor, fake)
+        wanted = {"spread", *self.cfg.metrics, *(QUALITY_METRICS if full else ())}
+        return quality_scores(real_f, extract(self.extractor, fake), wanted, self.cfg, self._real_stats[key])
 
-        def se(statistic: Callable[[torch.Tensor, torch.Tensor], Any]) -> list[float]:
-            """Standard errors over both sets' sampling noise, checked by simulation (half_sample_se)."""
-            return half_sample_se(statistic, real_f, fake_f, self.cfg.se_draws)
 
-        wanted = set(self.cfg.metrics) | (set(QUALITY_METRICS) if full else set())
-        fid = frechet_distance(*stats, *gaussian_stats(fake_f))
-        out = {"fid": fid, "fid_se": se(lambda r, f: frechet_distance(*gaussian_stats(r), *gaussian_stats(f)))[0],
-               "spread": spread_ratio(stats, fake_f)}
-        if "fid_inf" in wanted:
-            out["fid_inf"] = fid_infinity(stats, fake_f)
-            out["fid_inf_se"] = se(lambda r, f: fid_infinity(gaussian_stats(r), f))[0]
-        if "kid" in wanted:
-            out["kid"] = kid(real_f, fake_f, self.cfg.kid_subsets, self.cfg.kid_subset_size)[0]
-            out["kid_se"] = se(lambda r, f: kid(r, f, self.cfg.kid_subsets, self.cfg.kid_subset_size)[0])[0]
-        if wanted & {"precision", "recall"}:
-            out["precision"], out["recall"] = precision_recall(real_f, fake_f, self.cfg.pr_k)
-            out["precision_se"], out["recall_se"] = se(lambda r, f: precision_recall(r, f, self.cfg.pr_k))
-        return out
+def quality_scores(real_f: torch.Tensor, fake_f: torch.Tensor, wanted: set[str], cfg: EvalConfig,
+                   real_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+    """FID between two feature sets, and those of spread, fid_inf, kid, precision and recall in
+    `wanted` (KID and precision/recall with `cfg`'s subsets and k). Each value but spread with
+    `<name>_se`, its standard error over independent draws of both sets (`half_sample_se`, from
+    cfg.se_draws half-samples). `real_stats`: the real set's Gaussian fit, when already at hand."""
+    stats = real_stats if real_stats is not None else gaussian_stats(real_f)
+
+    def se(statistic: Callable[[torch.Tensor, torch.Tensor], Any]) -> list[float]:
+        return half_sample_se(statistic, real_f, fake_f, cfg.se_draws)
+
+    out = {"fid": frechet_distance(*stats, *gaussian_stats(fake_f)),
+           "fid_se": se(lambda r, f: frechet_distance(*gaussian_stats(r), *gaussian_stats(f)))[0]}
+    if "spread" in wanted:
+        out["spread"] = spread_ratio(stats, fake_f)
+    if "fid_inf" in wanted:
+        out["fid_inf"] = fid_infinity(stats, fake_f)
+        out["fid_inf_se"] = se(lambda r, f: fid_infinity(gaussian_stats(r), f))[0]
+    if "kid" in wanted:
+        out["kid"] = kid(real_f, fake_f, cfg.kid_subsets, cfg.kid_subset_size)[0]
+        out["kid_se"] = se(lambda r, f: kid(r, f, cfg.kid_subsets, cfg.kid_subset_size)[0])[0]
+    if wanted & {"precision", "recall"}:
+        out["precision"], out["recall"] = precision_recall(real_f, fake_f, cfg.pr_k)
+        out["precision_se"], out["recall_se"] = se(lambda r, f: precision_recall(r, f, cfg.pr_k))
+    return out

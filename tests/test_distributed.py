@@ -181,9 +181,11 @@ def test_devices_under_torchrun_is_one_line(tmp_path):
         "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2}}}))
     out = torchrun("tune", str(tmp_path / "tune.yaml"), "--devices", "0", "--quiet")
     assert out.returncode != 0
+    # One line from each rank that got there: torchrun ends the other rank as soon as the first
+    # exits, so on a busy machine the second may be stopped before it speaks.
     said = [line for line in out.stderr.splitlines() if line.startswith("genmodels[rank ")]
-    assert len(said) == 2 and all("--devices: under torchrun each rank trains on the GPU of its local rank" in line
-                                  for line in said)  # one line per rank (torchrun then reports the exits)
+    assert 1 <= len(said) <= 2 and all("--devices: under torchrun each rank trains on the GPU of its local rank"
+                                       in line for line in said)
 
 
 @pytest.mark.parametrize("batch", [100])

@@ -44,6 +44,8 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, ge=1, description="steps between train/ scalars (the mean over the window)")
     checkpoint_every: int = Field(1, ge=1, description="evaluations between last.pt saves")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU")
+    sync_batchnorm: bool = Field(True, description="under torchrun, BatchNorm statistics over every process's "
+                                                   "share of the batch (as one process sees it)")
 
 
 class LogConfig(StrictModel):

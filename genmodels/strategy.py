@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 import torch
 
-from genmodels import distributed
+from genmodels import distributed, syncbn
 from genmodels.errors import ConfigError
+from genmodels.models.base import GenerativeModel
 from genmodels.runtime import pick_device
 
 
@@ -31,6 +32,10 @@ class SingleProcess:
 
     def device(self, requested: str) -> torch.device:
         return pick_device(requested)
+
+    def prepare(self, model: GenerativeModel, sync_batchnorm: bool) -> GenerativeModel:
+        """The model as this strategy trains it."""
+        return model
 
     def check_batch_size(self, batch_size: int) -> None:
         if batch_size % self.world:
@@ -90,6 +95,11 @@ class Torchrun(SingleProcess):
 
     def device(self, requested: str) -> torch.device:
         return pick_device(distributed.device_name(requested))  # each rank on its own GPU
+
+    def prepare(self, model: GenerativeModel, sync_batchnorm: bool) -> GenerativeModel:
+        """BatchNorm statistics over the global batch (train.sync_batchnorm): otherwise each rank
+        normalises its own share, and 2 processes do not train as 1 does."""
+        return syncbn.convert(model, keep=tuple(model.fixed_statistics)) if sync_batchnorm else model
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         return batch.tensor_split(self.world)[self.rank]

@@ -53,7 +53,7 @@ class Trainer:
         self.strategy.check_batch_size(cfg.train.batch_size)
         self.cfg, self.data, self.scorer, self.quiet = cfg, data, scorer, quiet
         self.device = self.strategy.device(cfg.train.device)
-        self.model = model.to(self.device)
+        self.model = self.strategy.prepare(model.to(self.device), cfg.train.sync_batchnorm)
         self.monitor = cfg.train.monitor or model.monitor
         builtin = [EarlyStopping(cfg.train.patience)] if cfg.train.patience else []
         self.callbacks = [*builtin, Checkpointing(cfg.train.checkpoint_every), *callbacks]

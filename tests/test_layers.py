@@ -32,7 +32,7 @@ LAYERS = [
     ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10"],  # one module per source format
     ["data.config", "data.roots", "data.tensors"],
     ["checkpoint", "optim", "metrics.__init__", "metrics.frechet", "metrics.likelihood"],
-    ["errors", "files", "runtime", "schema", "distributed", "images"],  # leaves
+    ["errors", "files", "runtime", "schema", "distributed", "syncbn", "images"],  # leaves
     ["__init__"],  # the package root imports nothing
 ]
 RANK = {name: i for i, group in enumerate(LAYERS) for name in group}

@@ -135,7 +135,8 @@ def test_a_two_process_gan_run_matches_one_process(tmp_path):
     two = torchrun("train", str(path), "--quiet", "--name", "two")
     assert two.returncode == 0, two.stderr
     assert cli("train", str(path), "--quiet", "--name", "one")[0] == 0
-    fid = {n: json.loads((tmp_path / "runs" / n / "metrics.json").read_text())["heldout"]["fid"] for n in ("one", "two")}
+    runs = tmp_path / "runs"
+    fid = {n: json.loads((runs / n / "metrics.json").read_text())["heldout"]["fid"] for n in ("one", "two")}
     assert abs(fid["two"] - fid["one"]) / fid["one"] < 0.15, fid
 
 

@@ -13,9 +13,9 @@ import yaml
 from genmodels import distributed
 from genmodels.commands import (cmd_dashboard, cmd_eval, cmd_features, cmd_fid, cmd_sample, cmd_train, cmd_tune,
                                 eval_option_fields)
-from genmodels.data import DATASETS
 from genmodels.errors import Interrupted, UserError
 from genmodels.metrics.classifier import EPOCHS
+from genmodels.metrics.features import EXTRACTORS
 from genmodels.runtime import check_torch, setup_process
 
 
@@ -84,10 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", help="the set scored against it")
     p.add_argument("--metrics", nargs="+", default=[], metavar="NAME",
                    help="also fid_inf, kid, precision, recall (default: FID only)")
-    p.add_argument("--features", choices=["classifier", "inception"], default="classifier",
-                   help="feature extractor (default: classifier)")
-    p.add_argument("--feature-dataset", choices=sorted(DATASETS),
-                   help="the labelled dataset the classifier is trained on (default: that of a run or split given)")
+    p.add_argument("--features", choices=EXTRACTORS, default="auto",
+                   help="feature extractor; auto: the classifier for mnist and fashion-mnist, else contrastive, "
+                        "label-free (default: auto)")
+    p.add_argument("--feature-dataset", metavar="DATASET_OR_FOLDER",
+                   help="what the extractor is trained on: a dataset's name, or a folder for contrastive "
+                        "(default: the dataset of a run or split given, else the first folder)")
+    p.add_argument("--image-size", type=int, help="side folders are read at for contrastive features learnt from "
+                                                  "a folder (default: 28)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="1 grey or 3 RGB, as --image-size (default: 1)")
     p.add_argument("--samples", type=int, default=10_000, help="images sampled from a run (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="noise seed of a run's samples and of the halves (default: 0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (default: off)")

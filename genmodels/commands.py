@@ -59,7 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     processes = f"  processes: {result.processes}" if result.processes > 1 else ""
     print(f"run: {run_dir}  device: {result.device}{processes}  epochs: {result.epochs}  "
           f"time: {result.train_seconds:.1f}s" + (f"  ({result.stop_reason})" if result.stop_reason else ""))
-    print(f"held-out metrics (nats per image where applicable), epoch {result.epochs}:")
+    features = f", features: {result.features}" if result.features else ""
+    print(f"held-out metrics (nats per image where applicable{features}), epoch {result.epochs}:")
     print(_format_metrics(result.heldout))
     if result.best:
         print(f"best heldout/{result.monitor}: {result.best['value']:.4f} at epoch {result.best['epoch']:g}")
@@ -115,7 +116,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
     if not 2 <= args.samples <= 1_000_000:
         raise UserError(f"--samples: expected a number of images from 2 to 1000000, got {args.samples}")
     report = compare(args.a, args.b, args.features, args.feature_dataset, args.metrics, args.samples, args.seed,
-                     args.data_root, quiet=args.quiet)
+                     args.data_root, quiet=args.quiet, image_size=args.image_size, channels=args.channels)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -155,9 +156,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"storage {safe_url(args.storage or tune.storage_url())}")
     for best in summary.get("best", []):
         values = ", ".join(f"{o}={v:.4f}" for o, v in zip(tune.objectives, best["values"]))
-        print(f"best trial {best['trial']}: {values}  params: {best['params']}")
+        features = f"  features: {best['features']}" if best.get("features") else ""
+        print(f"best trial {best['trial']}: {values}{features}  params: {best['params']}")
     if retrained:
-        print("retrained best config, test split: " + ", ".join(f"{k}={v:.4f}" for k, v in retrained["test"].items()))
+        features = f"  features: {retrained['features']}" if retrained.get("features") else ""
+        print("retrained best config, test split: " + ", ".join(f"{k}={v:.4f}" for k, v in retrained["test"].items())
+              + features)
     print(f"results: {out}/summary.md, trials.csv, best_config*.yaml, *.png")
     print(f"compare trials: tensorboard --logdir {out}")
     return 0

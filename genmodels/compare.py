@@ -17,11 +17,12 @@ import torch
 
 from genmodels.data import DATASETS, DataConfig, load_data, load_imagefolder
 from genmodels.errors import UserError
-from genmodels.metrics.features import extract, load_extractor
+from genmodels.metrics.features import check_extractor, extract, load_extractor
 from genmodels.metrics.quality import EvalConfig, quality_scores
 from genmodels.runs import load_run
 
 SPLITS = ("train", "heldout", "test")
+NAMED = tuple(DataConfig.model_fields["name"].annotation.__args__[:-1])  # by name; not imagefolder
 METRICS = ("fid_inf", "kid", "precision", "recall")
 
 
@@ -29,21 +30,21 @@ METRICS = ("fid_inf", "kid", "precision", "recall")
 class ImageSet:
     images: torch.Tensor  # uint8 (N, C, H, W), or floats in [0, 1] for a run's samples
     label: str  # what it is, for the report
-    dataset: str | None  # the named dataset it comes from, if any (picks the default extractor)
+    data: DataConfig | None  # the dataset it comes from, if known (picks and trains the extractor)
 
 
 def dataset_split(spec: str, data_root: str | None) -> ImageSet | None:
     """`name:split` of a named dataset, or None when `spec` is not of that form."""
     name, sep, split = spec.partition(":")
-    if not sep or name not in DATASETS or Path(spec).exists():
+    if not sep or name not in NAMED or Path(spec).exists():
         return None
     if split not in SPLITS:
         raise UserError(f"{spec}: expected a split of {name}: {', '.join(f'{name}:{s}' for s in SPLITS)}")
-    splits = load_data(DataConfig(name=name, root=data_root))
-    return ImageSet(getattr(splits, split).images, f"{name} {split} split", name)
+    data = DataConfig(name=name, root=data_root)
+    return ImageSet(getattr(load_data(data), split).images, f"{name} {split} split", data)
 
 
-def run_samples(spec: str, n: int, seed: int) -> ImageSet | None:
+def run_samples(spec: str, n: int, seed: int, data_root: str | None) -> ImageSet | None:
     """`n` samples of a run folder's best checkpoint (or of a .pt checkpoint), or None."""
     path = Path(spec)
     if not (path.suffix == ".pt" and path.is_file() or path.is_dir() and any(path.glob("*.pt"))):
@@ -51,8 +52,8 @@ def run_samples(spec: str, n: int, seed: int) -> ImageSet | None:
     cfg, model, _ = load_run(path)
     with torch.no_grad():
         images = model.sample(n, torch.Generator().manual_seed(seed))
-    dataset = cfg.data.name if cfg.data.name in DATASETS else None
-    return ImageSet(images, f"{n:,} samples of {path}", dataset)
+    data = cfg.data.model_copy(update={"root": data_root}) if data_root else cfg.data
+    return ImageSet(images, f"{n:,} samples of {path}", data)
 
 
 def folder_set(spec: str, shape: tuple[int, int] | None, quiet: bool) -> ImageSet:
@@ -64,26 +65,52 @@ def folder_set(spec: str, shape: tuple[int, int] | None, quiet: bool) -> ImageSe
     return ImageSet(load_imagefolder(spec, size, channels, quiet=quiet).images, f"images in {spec}", None)
 
 
-def compare(a: str, b: str, features: str = "classifier", feature_dataset: str | None = None,
+def feature_data(features: str, given: str | None, sets: Sequence[ImageSet | None], folders: Sequence[str],
+                 data_root: str | None, image_size: int | None, channels: int | None) -> DataConfig:
+    """The dataset the extractor belongs to: --feature-dataset (a dataset's name or a folder), else
+    that of a run or split given, else (label-free features) the first folder given."""
+    if given is not None:
+        if given in NAMED:
+            return DataConfig(name=given, root=data_root)
+        if not Path(given).is_dir():
+            raise UserError(f"--feature-dataset: expected a dataset ({', '.join(NAMED)}) or an image folder, "
+                            f"got '{given}'")
+        return DataConfig(name="imagefolder", path=given, image_size=image_size, channels=channels)
+    known = next((s.data for s in sets if s is not None and s.data is not None), None)
+    if known is not None:
+        return known
+    if features == "classifier":
+        raise UserError(f"--feature-dataset: the classifier extractor is trained on a labelled dataset; name one "
+                        f"({', '.join(DATASETS)}), or use --features contrastive (label-free) or inception")
+    if folders:
+        return DataConfig(name="imagefolder", path=folders[0], image_size=image_size, channels=channels)
+    return DataConfig()  # inception on two runs of unknown data: no dataset needed
+
+
+def compare(a: str, b: str, features: str = "auto", feature_dataset: str | None = None,
             metrics: Sequence[str] = (), samples: int = 10_000, seed: int = 0, data_root: str | None = None,
-            device: str = "cpu", quiet: bool = False) -> dict[str, Any]:
+            device: str = "cpu", quiet: bool = False, image_size: int | None = None,
+            channels: int | None = None) -> dict[str, Any]:
     """FID (and `metrics`) of set `b` against set `a`, with standard errors over both sets'
-    sampling noise; with a == b, the set's floor: the same between two disjoint random halves."""
+    sampling noise; with a == b, the set's floor: the same between two disjoint random halves.
+    The label-free extractor learns from --feature-dataset, a run's or split's dataset, or else
+    the first folder (at image_size and channels)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"--metrics: unknown metric '{unknown[0]}' (expected any of {', '.join(METRICS)})")
     floor = Path(a).resolve() == Path(b).resolve() if Path(a).exists() else a == b
-    sets = {s: found for s in {a, b} if (found := dataset_split(s, data_root) or run_samples(s, samples, seed))}
-    dataset = feature_dataset or next((s.dataset for s in sets.values() if s.dataset), None)
-    if features == "classifier" and dataset is None:
-        raise UserError(f"--feature-dataset: the classifier extractor is trained on a labelled dataset; name one "
-                        f"({', '.join(DATASETS)}) or use --features inception (weights on disk)")
-    extractor = load_extractor(features, dataset or "", data_root, device=device, quiet=quiet)
-    shape = None if features == "inception" else _classifier_input(dataset, data_root)
+    sets = {s: found for s in {a, b} if (found := dataset_split(s, data_root) or run_samples(s, samples, seed,
+                                                                                             data_root))}
+    folders = [s for s in (a, b) if s not in sets and Path(s).is_dir()]
+    data = feature_data(features, feature_dataset, list(sets.values()), folders, data_root, image_size, channels)
+    kind = check_extractor(features, data.name)
+    extractor = load_extractor(kind, data, device=device, quiet=quiet)
+    shape = {"inception": None, "classifier": _classifier_input(data),
+             "contrastive": tuple(getattr(extractor, "shape", (1, 28)))[:2]}[kind]
     first = sets.get(a) or folder_set(a, shape, quiet)
     second = first if floor else sets.get(b) or folder_set(b, shape, quiet)
     for s in (first, second):
-        if shape is not None and tuple(s.images.shape[1:]) != (shape[0], shape[1], shape[1]):
+        if kind == "classifier" and tuple(s.images.shape[1:]) != (shape[0], shape[1], shape[1]):
             raise UserError(f"{s.label}: images of shape {tuple(s.images.shape[1:])}; the {extractor.name} "
                             f"extractor takes {(shape[0], shape[1], shape[1])}")
     real, fake = extract(extractor, first.images), extract(extractor, second.images)
@@ -96,7 +123,9 @@ def compare(a: str, b: str, features: str = "classifier", feature_dataset: str |
     return report
 
 
-def _classifier_input(dataset: str | None, data_root: str | None) -> tuple[int, int]:
+def _classifier_input(data: DataConfig) -> tuple[int, int]:
     """(channels, side) of the labelled dataset the classifier was trained on."""
-    train = load_data(DataConfig(name=dataset, root=data_root, limit=1)).train.images
+    if data.name not in DATASETS:
+        return (1, 28)
+    train = load_data(data.model_copy(update={"limit": 1})).train.images
     return train.shape[1], train.shape[2]

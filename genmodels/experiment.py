@@ -77,9 +77,10 @@ def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
         raise ConfigError(f"{field}: '{name}' {why} (expected one of {', '.join(objectives)})")
 
 
-def make_scorer(cfg: Config, device: torch.device, quiet: bool = False) -> SampleQuality:
+def make_scorer(cfg: Config, device: torch.device, quiet: bool = False,
+                image_shape: tuple[int, int, int] | None = None) -> SampleQuality:
     """FID & co. against the run's splits; the feature extractor loads only if the model asks."""
-    return SampleQuality(cfg.eval, cfg.data, device, quiet)
+    return SampleQuality(cfg.eval, cfg.data, device, quiet, image_shape)
 
 
 def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | None = None,
@@ -120,8 +121,8 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
                                  source[1] if source else "")
         if announce is not None:
             announce(summary.text)
-    return Trainer(cfg, data, model, callbacks, run_dir, make_scorer(cfg, device, quiet), quiet, start=last,
-                   hparams=hparams)
+    scorer = make_scorer(cfg, device, quiet, data.image_shape)
+    return Trainer(cfg, data, model, callbacks, run_dir, scorer, quiet, start=last, hparams=hparams)
 
 
 def evaluate_run(run_dir: str | Path, split: str = "heldout", which: str = "best",
@@ -147,7 +148,7 @@ def evaluate_run(run_dir: str | Path, split: str = "heldout", which: str = "best
     if data.image_shape != ckpt.image_shape:
         raise UserError(f"{path}: the model takes images {ckpt.image_shape}, data '{cfg.data.name}' has "
                         f"{data.image_shape}")
-    scorer = make_scorer(cfg, device, quiet)
+    scorer = make_scorer(cfg, device, quiet, data.image_shape)
     images = {"heldout": data.heldout, "test": data.test}[split]
     ctx = eval_context(cfg, device, split, full=True, scorer=scorer, options=opts)
     metrics = evaluate_split(model, images.images, ctx, cfg.train.eval_batch_size, quiet)

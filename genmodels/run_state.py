@@ -85,6 +85,7 @@ class FitResult:
     stop_reason: str
     train_seconds: float
     history: list[dict[str, Any]]
+    features: str | None = None  # the extractor behind FID & co., when the model used one
 
     def best_metrics(self) -> dict[str, float]:
         """The metrics of the best evaluation (the weights best.pt keeps), else the last one's."""

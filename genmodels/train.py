@@ -276,7 +276,8 @@ class Trainer:
         result = FitResult(name=self.cfg.name, run_dir=str(self.run_dir), device=str(self.device),
                            processes=self.strategy.world, epochs=s.epoch, steps=s.step, images_seen=s.images_seen,
                            monitor=self.monitor, heldout=final, best=s.best, stop_reason=s.stop_reason,
-                           train_seconds=round(seconds, 3), history=s.history)
+                           train_seconds=round(seconds, 3), history=s.history,
+                           features=self.scorer.name if self.scorer is not None and self.scorer.loaded else None)
         if final and not self._failed and self.strategy.is_main:
             self.model.eval()
             self.recorder.finish(result, self.model.sample(self.cfg.log.n_images, self._fixed_noise()), s.step)

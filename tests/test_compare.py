@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from genmodels.data import DataConfig, load_data
+from genmodels.data import DataConfig, load_data, load_imagefolder
 from genmodels.experiment import build
+from genmodels.metrics.contrastive import load_contrastive
 from genmodels.metrics.features import extract, load_classifier
 
 from conftest import cli, data_root, tiny_config
@@ -51,6 +52,21 @@ def test_a_folder_s_floor_and_a_folder_against_a_split(tmp_path):
     assert code == 0 and f"features: {floor['features']}" in out and "+-" in out
 
 
+def test_two_unlabelled_folders_in_label_free_features_agree_with_pytorch_fid(tmp_path):
+    train = load_data(DataConfig(name="mnist", root=data_root())).train.images
+    mine = export(train[:300], tmp_path / "mine")
+    theirs = export(train[300:500].flip(-1), tmp_path / "theirs")  # mirrored digits
+    report = fid_json(str(mine), str(theirs))
+    extractor = load_contrastive(DataConfig(name="imagefolder", path=str(mine)), quiet=True)
+    assert report["features"] == extractor.name and report["features"].startswith("contrastive-imagefolder-")
+    a = extract(extractor, load_imagefolder(mine, 28, 1).images).numpy()
+    b = extract(extractor, load_imagefolder(theirs, 28, 1).images).numpy()
+    reference = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert abs(report["metrics"]["fid"] - reference) / reference < 1e-6
+    floor = fid_json(str(mine), str(mine))
+    assert floor["features"] == extractor.name and floor["metrics"]["fid"] < report["metrics"]["fid"]
+
+
 def test_a_run_s_samples(tmp_path):
     trainer = build(tiny_config(tmp_path, "name=vae"), quiet=True)
     trainer.fit()
@@ -60,7 +76,9 @@ def test_a_run_s_samples(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{a}", "{b}"], "--feature-dataset: the classifier extractor is trained on a labelled dataset"),
+    (["{a}", "{b}", "--features", "classifier"], "--feature-dataset: the classifier extractor is trained on a "
+                                                 "labelled dataset"),
+    (["{a}", "{b}", "--feature-dataset", "imagenet"], "--feature-dataset: expected a dataset (mnist, fashion-mnist"),
     (["mnist:valid", "mnist:test"], "mnist:valid: expected a split of mnist: mnist:train, mnist:heldout, mnist:test"),
     (["{missing}", "mnist:test"], "expected an image folder, a run folder, a .pt checkpoint or a dataset split"),
     (["mnist:test", "mnist:test", "--metrics", "fad"], "--metrics: unknown metric 'fad'"),

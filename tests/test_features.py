@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from genmodels.data import load_splits
+from genmodels.data import DataConfig, load_splits
 from genmodels.errors import UserError
 from genmodels.metrics.features import classifier_name, extract, load_classifier, load_extractor
 from genmodels.metrics.frechet import fid_from_features
@@ -50,5 +50,5 @@ def test_inception_without_weights_offline_is_a_clear_error(tmp_path, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no weights there, and the fetch is refused (conftest)
     with pytest.raises(UserError, match=r"eval.features: 'inception' needs Inception-v3 weights, and fetching them "
                                         r"failed: .*Offline, copy pt_inception-2015-12-05-6726825d.pth to "):
-        load_extractor("inception", "mnist")
+        load_extractor("inception", DataConfig(name="mnist"))
     assert not any(tmp_path.rglob("*.pth*"))  # nothing left behind

@@ -25,7 +25,8 @@ LAYERS = [
     ["run_state"],  # a run's progress and result
     ["config", "tblog"],  # the run Config assembled from the sections below
     ["finetune"],  # the finetune section and its build step
-    ["metrics.features", "metrics.quality", "metrics.classifier", "metrics.inception", "metrics.extractor",
+    ["metrics.features", "metrics.quality", "metrics.contrastive", "metrics.classifier", "metrics.inception",
+     "metrics.extractor", "metrics.augment", "metrics.knn",
      "metrics.download"],
     ["models.__init__", "models.base", "models.blocks", "models.vae", "models.gan"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits

@@ -3,14 +3,19 @@ statistics live, and features of a set of images."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from genmodels.checkpoint import load_tensors, load_weights, save_tensors
 from genmodels.data import find_dataset
 from genmodels.data.roots import cache_root
+from genmodels.errors import UserError
+from genmodels.files import write_json
 from genmodels.images import to_unit
 
 
@@ -55,3 +60,35 @@ def extract(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int =
         x = to_unit(x) if x.dtype == torch.uint8 else x.float()
         out.append(extractor(x).double().cpu())
     return torch.cat(out)
+
+
+def fingerprint(images: torch.Tensor) -> str:
+    """A short hash of a tensor's content: what a cache of something computed from it is keyed by."""
+    return hashlib.sha1(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def load_cached_net(name: str, dirs: list[Path], make: Callable[..., nn.Module]) -> tuple[nn.Module, dict] | None:
+    """The network cached as <dir>/<name>.pt in the first of `dirs` that has it, built by
+    make(**its shape) and loaded tensors-only, with its info; None where none has it."""
+    for folder in dirs:
+        path = folder / f"{name}.pt"
+        if path.is_file():
+            state = load_tensors(path, {"model": dict, "shape": dict, "info": dict})
+            with torch.random.fork_rng(devices=[]):  # the throw-away random init must not use the run's RNG
+                net = make(**state["shape"])
+            load_weights(net, state["model"], str(path))
+            return net, state["info"]
+    return None
+
+
+def save_cached_net(net: nn.Module, shape: dict, info: dict, dirs: list[Path]) -> Path:
+    """Write `net` (rebuilt later by make(**shape)) as <name>.pt with <name>.json beside it, in the
+    first writable of `dirs`."""
+    folder = next((d for d in dirs if writable(d)), None)
+    if folder is None:
+        raise UserError(f"no writable folder for the feature extractor {info['name']} (tried "
+                        f"{', '.join(map(str, dirs))}); set GENMODELS_CACHE")
+    path = folder / f"{info['name']}.pt"
+    save_tensors(path, {"model": net.state_dict(), "shape": shape, "info": info})
+    write_json(path.with_suffix(".json"), info)
+    return path

@@ -4,7 +4,6 @@ every number."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -18,7 +17,8 @@ from pydantic import Field
 from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.files import exclusive
 from genmodels.data import DataConfig
-from genmodels.metrics.features import FeatureExtractor, cache_dirs, extract, load_extractor
+from genmodels.metrics.extractor import fingerprint
+from genmodels.metrics.features import FeatureExtractor, cache_dirs, check_extractor, extract, load_extractor
 from genmodels.metrics.frechet import (fid_infinity, frechet_distance, gaussian_stats, half_sample_se, kid,
                                        precision_recall, spread_ratio)
 from genmodels.schema import StrictModel
@@ -29,8 +29,9 @@ QUALITY_METRICS: tuple[str, ...] = typing.get_args(QualityMetric)  # computed on
 
 
 class EvalConfig(StrictModel):
-    features: Literal["classifier", "inception"] = Field("classifier", description="feature extractor behind "
-                                                                                  "FID/KID/precision-recall")
+    features: Literal["auto", "classifier", "contrastive", "inception"] = Field(
+        "auto", description="feature extractor behind FID/KID/precision-recall; auto: the classifier for mnist and "
+                            "fashion-mnist, else contrastive (label-free, trained on the run's training images)")
     fid_samples: int = Field(2000, ge=10, le=1_000_000, description="generated images per held-out FID")
     kid_subsets: int = Field(50, ge=1, le=10_000, description="random subsets KID averages over")
     kid_subset_size: int = Field(1000, ge=2, description="images per KID subset")
@@ -44,16 +45,15 @@ class EvalConfig(StrictModel):
                                                           "trial of a study) is scored on the same samples' noise")
 
 
-def _fingerprint(images: torch.Tensor) -> str:
-    return hashlib.sha1(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
 class SampleQuality:
     """Loads its extractor on first use; real-split features are computed once per
     (dataset, split, extractor) and cached in memory and on disk."""
 
-    def __init__(self, cfg: EvalConfig, data: DataConfig, device: torch.device | str = "cpu", quiet: bool = False):
+    def __init__(self, cfg: EvalConfig, data: DataConfig, device: torch.device | str = "cpu", quiet: bool = False,
+                 image_shape: tuple[int, int, int] | None = None):
         self.cfg, self.data, self.device, self.quiet = cfg, data, device, quiet
+        self.image_shape = image_shape  # an image folder's, as the run resolved it (the label-free extractor's)
+        check_extractor(cfg.features, data.name)  # a one-line error before any training
         self._extractor: FeatureExtractor | None = None
         self._real: dict[tuple[str, str], torch.Tensor] = {}
         self._real_stats: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -61,8 +61,7 @@ class SampleQuality:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = load_extractor(self.cfg.features, self.data.name, self.data.root, self.data.split_seed,
-                                             self.data.heldout_fraction, self.device, self.quiet)
+            self._extractor = load_extractor(self.cfg.features, self.data, self.device, self.quiet, self.image_shape)
         return self._extractor
 
     @property
@@ -76,7 +75,7 @@ class SampleQuality:
     def real_features(self, split: str, images: torch.Tensor) -> torch.Tensor:
         """Features of a real split: computed once and cached on disk, under a lock, so the
         workers of a study share one computation."""
-        key = (split, _fingerprint(images))
+        key = (split, fingerprint(images))
         if key not in self._real:
             stem = f"{self.data.name}-{split}-{key[1]}-{self.name}.pt"
             dirs = cache_dirs(self.data.root, self.data.name)
@@ -109,7 +108,7 @@ class SampleQuality:
         full=True all of them: FID extrapolated to infinitely many samples (fid_inf), KID
         (unbiased), precision and recall. Each value with `<name>_se`, its standard error over
         independent draws of both the real and the generated images (`half_sample_se`)."""
-        key = (split, _fingerprint(real))
+        key = (split, fingerprint(real))
         real_f = self.real_features(split, real)
         if key not in self._real_stats:
             self._real_stats[key] = gaussian_stats(real_f)

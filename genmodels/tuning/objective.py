@@ -190,6 +190,8 @@ class Objective:
         result = build(cfg, data=self.data_for(cfg), callbacks=callbacks, quiet=self.quiet, resume=continuing,
                        hparams=hparams).fit()
         trial.set_user_attr("images", result.images_seen)
+        if result.features:  # the extractor behind the trial's FID: every value names it
+            trial.set_user_attr("features", result.features)
         if result.best:
             trial.set_user_attr("best_epoch", result.best["epoch"])
             trial.set_user_attr("best_images", result.best.get("images"))

@@ -56,7 +56,8 @@ def write_report(study: optuna.Study, tune: TuneConfig, base: dict[str, Any],
             cfg = with_params(base, t.params, tune=tune, name=name)
             write_text(out / cfg_name, yaml.safe_dump(cfg, sort_keys=False))
         summary["best"] = [{"trial": t.number, "values": t.values, "params": t.params,
-                            "run_dir": t.user_attrs.get("run_dir")} for t in best_trials]
+                            "run_dir": t.user_attrs.get("run_dir"), "features": t.user_attrs.get("features")}
+                           for t in best_trials]
         if single:
             notes += [
                 _save_plot(lambda: ovm.plot_optimization_history(study), out / "optimization_history.png"),
@@ -94,8 +95,11 @@ def _markdown(study: optuna.Study, tune: TuneConfig, summary: dict[str, Any], be
         + (f", {tune.cv_folds}-fold cross-validation" if tune.cv_folds else ""),
         f"- trials: {summary['trials']} ("
         + ", ".join(f"{n} {s}" for s, n in summary["states"].items() if n) + ")",
-        "",
     ]
+    extractors = sorted({t.user_attrs["features"] for t in study.trials if "features" in t.user_attrs})
+    if extractors:  # the objective's FID & co. are in these features
+        lines.append(f"- features: {', '.join(extractors)}")
+    lines.append("")
     if best_trials:
         lines += ["## Best" + (" trial" if len(best_trials) == 1 else " trials (Pareto front)"), ""]
         lines += ["| trial | " + " | ".join(tune.objectives) + " | " + " | ".join(keys) + " |",

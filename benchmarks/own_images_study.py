@@ -54,6 +54,7 @@ def run_study(work: Path, folder: Path, trials: int, trial_images: int) -> tuple
     tune = yaml.safe_load((ROOT / "experiments" / "tune_gan_own_images.yaml").read_text())
     tune["base"] = str(ROOT / "experiments" / tune["base"])
     tune["n_trials"] = trials
+    tune["runs_dir"] = str(work)
     tune["set"] = [s for s in tune["set"] if not s.startswith(("train.max_images", "train.eval_every_images"))]
     tune["set"] += [f"train.max_images={trial_images}", f"train.eval_every_images={trial_images // 3}",
                     f"data.path={folder}", f"log.runs_dir={work}"]

@@ -62,7 +62,7 @@ def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
     """Each of `names` is a metric the configured model computes at every held-out evaluation
     and has a direction: refused up front, not after an epoch of training."""
     cls = model_class(cfg.model.kind)
-    reported = cls.reported_metrics(cfg.eval.metrics)
+    reported = cls.reported_metrics(cfg.eval.metrics, section=cfg.model)
     for name in names:
         if name in reported and cls.metrics.get(name) is not None:
             continue

@@ -49,7 +49,7 @@ def test_parse_override_types():
     ("model:\n  n_layers: 0\n", "cfg.yaml: model.n_layers: expected greater than or equal to 1, got 0"),
     ("data:\n  heldout_fraction: 1.5\n", "cfg.yaml: data.heldout_fraction: expected less than 1, got 1.5"),
     ("model:\n  likelihood: poisson\n",
-     "cfg.yaml: model.likelihood: expected 'bernoulli' or 'gaussian', got 'poisson'"),
+     "cfg.yaml: model.likelihood: expected 'bernoulli', 'gaussian' or 'logistic256', got 'poisson'"),
 ])
 def test_config_error_lines(tmp_path, text, expected):
     with pytest.raises(ConfigError) as err:

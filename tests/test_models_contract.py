@@ -133,7 +133,7 @@ def test_build_step_sample_evaluate_round_trip(family):
     ctx = EvalContext(torch.Generator().manual_seed(1), scorer=scorer, fid_samples=50)
     metrics = model.evaluate(heldout.split(100), ctx)
     assert model.monitor in metrics and all(math.isfinite(v) for v in metrics.values())
-    assert set(metrics) == cls.reported_metrics()  # exactly what it says it reports
+    assert set(metrics) == cls.reported_metrics(section=cfg.model)  # exactly what it says it reports
 
     twin = build_model(cfg.model, (1, 28, 28))
     twin.load_state_dict(model.state_dict())

@@ -23,8 +23,13 @@ def model_class(kind: str) -> type[GenerativeModel]:
 
 
 def build_model(cfg: ModelSection, image_shape: tuple[int, int, int]) -> GenerativeModel:
-    """Build the model a config's `model` section describes, for images of `image_shape`."""
-    return model_class(cfg.kind).from_config(cfg, image_shape)
+    """Build the model a config's `model` section describes, for images of `image_shape`; a shape
+    the architecture cannot take is a one-line config error."""
+    cls = model_class(cfg.kind)
+    try:
+        return cls.from_config(cfg, image_shape)
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
 
 
 __all__ = ["EvalContext", "GAN", "GANConfig", "GenerativeModel", "MODELS", "ModelSection", "SampleScorer",

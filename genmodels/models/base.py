@@ -138,11 +138,12 @@ class GenerativeModel(nn.Module, ABC):
 
     @classmethod
     def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
-                         options: BaseModel | None = None) -> set[str]:
+                         options: BaseModel | None = None, section: ModelSection | None = None) -> set[str]:
         """Exactly the names `evaluate` returns when the optional metrics in `requested`
         (eval.metrics) are asked for, or all of them with full=True (a final report), under the
-        family's evaluation `options` (None at training's held-out evaluations): what
-        train.monitor and a study's objectives may name. By default every name in `metrics`."""
+        family's evaluation `options` (None at training's held-out evaluations), for a model of
+        config `section` (None: what every config of the family reports): what train.monitor and a
+        study's objectives may name. By default every name in `metrics`."""
         return set(cls.metrics)
 
     @abstractmethod

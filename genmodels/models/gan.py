@@ -1,5 +1,6 @@
-"""Generative adversarial networks: MLP and DCGAN-style (Radford et al. 2016) generator and
-discriminator, trained by the shared loop. The alternating updates live in `training_step`.
+"""Generative adversarial networks: MLP, DCGAN-style (Radford et al. 2016) and SNGAN-style ResNet
+(`resnet.py`) generators and discriminators, trained by the shared loop. The alternating updates
+live in `training_step`.
 
     model = GAN(image_shape=(1, 28, 28), arch="dcgan", loss="hinge")
     losses = model.training_step(batch, Updater(model.configure_optimizers(OptimConfig())))
@@ -19,14 +20,18 @@ from torch import nn
 from genmodels.images import to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+from genmodels.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genmodels.optim import OptimConfig, check_betas, make_optimizer
 
 
 class GANConfig(ModelSection):
     kind: Literal["gan"] = "gan"
-    arch: Literal["mlp", "dcgan"] = Field("dcgan", description="generator and discriminator: MLP or DCGAN-style convs")
-    n_layers: int = Field(2, ge=1, le=8, description="hidden layers (mlp) or conv blocks (dcgan) per network")
-    hidden: int = Field(64, ge=1, le=4096, description="units (mlp) or base channels (dcgan), both networks")
+    arch: Literal["mlp", "dcgan", "resnet"] = Field("dcgan", description="generator and discriminator: MLP, "
+                                                                         "DCGAN-style convs or SNGAN-style ResNets")
+    n_layers: int = Field(2, ge=1, le=8, description="hidden layers (mlp), conv blocks (dcgan) or up/down-sampling "
+                                                     "residual blocks (resnet) per network")
+    hidden: int = Field(64, ge=1, le=4096, description="units (mlp), base channels (dcgan), or D's channels (resnet; "
+                                                       "G's are twice as many)")
     latent_dim: int = Field(64, ge=1, le=1024, description="size of the generator's noise z")
     loss: Literal["ns", "hinge", "wgan-gp"] = Field("ns", description="non-saturating, hinge or WGAN-GP")
     spectral_norm: bool = Field(False, description="spectral norm on the discriminator's layers")
@@ -78,7 +83,7 @@ class GAN(GenerativeModel):
 
     @classmethod
     def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
-                         options: BaseModel | None = None) -> set[str]:
+                         options: BaseModel | None = None, section: ModelSection | None = None) -> set[str]:
         asked = set(cls.OPTIONAL_METRICS) if full else set(requested) & set(cls.OPTIONAL_METRICS)
         return {"fid", "fid_se", "spread", "d_loss", "d_auc"} | {m for k in asked for m in cls.OPTIONAL_METRICS[k]}
 
@@ -119,9 +124,13 @@ class GAN(GenerativeModel):
             check_conv_size(image_shape)
             self.generator = conv_decoder(c, h, n_layers, hidden, latent_dim, norm=True)
             self.discriminator = conv_encoder(c, h, n_layers, hidden, 1, act=leaky_relu, sn=spectral_norm)
+        elif arch == "resnet":  # initialised by its own layers (mimicry's Xavier scheme)
+            self.generator = ResNetGenerator(c, h, n_layers, hidden, latent_dim)
+            self.discriminator = ResNetDiscriminator(c, h, n_layers, hidden, spectral_norm)
         else:
             raise ValueError(f"unknown GAN arch '{arch}'")
-        self.apply(dcgan_init)
+        if arch != "resnet":
+            self.apply(dcgan_init)
         # A slowly moving average of the generator samples better than its last iterate
         # (Yazici et al. 2019); it is what sample() and evaluation use when enabled.
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False) if ema else None

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Collection, Iterable, Literal
 
 import torch
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from genmodels.metrics.likelihood import (
+    bits_per_dim,
     gaussian_kl,
     iwae_bound,
     log_normal,
@@ -33,9 +35,16 @@ class VAEConfig(ModelSection):
     n_layers: int = Field(1, ge=1, le=8, description="hidden layers (mlp) or conv blocks (conv) per network")
     hidden: int = Field(400, ge=1, le=4096, description="units (mlp) or base channels (conv)")
     latent_dim: int = Field(20, ge=1, le=1024, description="size of z")
-    likelihood: Literal["bernoulli", "gaussian"] = Field("bernoulli", description="p(x|z) over pixel values")
+    likelihood: Literal["bernoulli", "gaussian", "logistic256"] = Field(
+        "bernoulli", description="p(x|z) over pixel values; logistic256: a discretized logistic over the 256 "
+                                 "levels of 8-bit images (colour VAEs; bits/dim reported)")
     beta: float = Field(1.0, ge=0.0, description="weight of the KL term (beta-VAE); 1 is the ELBO")
     binarize: bool = Field(False, description="dynamic binarisation: a proper Bernoulli likelihood on MNIST")
+
+
+def discrete(likelihood: str, binarize: bool) -> bool:
+    """Is p(x|z) a distribution over discrete pixel values (so that bits/dim mean something)?"""
+    return likelihood == "logistic256" or (likelihood == "bernoulli" and binarize)
 
 
 class VAEEvalOptions(StrictModel):
@@ -46,17 +55,23 @@ class VAEEvalOptions(StrictModel):
 class VAE(GenerativeModel):
     Config = VAEConfig
     EvalOptions = VAEEvalOptions
+    # bits_per_dim, iwae_bits_per_dim: the same bounds per pixel value in bits, where the likelihood
+    # is one of discrete values (logistic256, or Bernoulli on binarised pixels)
     metrics = {"neg_elbo": "minimize", "recon": "minimize", "kl": "minimize", "loss": "minimize",
-               "iwae_nll": "minimize"}
+               "iwae_nll": "minimize", "bits_per_dim": "minimize", "iwae_bits_per_dim": "minimize"}
     monitor = "neg_elbo"
 
     @classmethod
     def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
-                         options: BaseModel | None = None) -> set[str]:
+                         options: BaseModel | None = None, section: ModelSection | None = None) -> set[str]:
         """The ELBO's terms always; iwae_nll only with the evaluation option iwae_k > 1
-        (`genmodels eval --iwae-k K`): training's held-out evaluations never compute it."""
+        (`genmodels eval --iwae-k K`): training's held-out evaluations never compute it; each in
+        bits/dim too where the `section`'s likelihood is discrete."""
         iwae = isinstance(options, VAEEvalOptions) and options.iwae_k > 1
-        return {"neg_elbo", "recon", "kl", "loss"} | ({"iwae_nll"} if iwae else set())
+        out = {"neg_elbo", "recon", "kl", "loss"} | ({"iwae_nll"} if iwae else set())
+        if isinstance(section, VAEConfig) and discrete(section.likelihood, section.binarize):
+            out |= {"bits_per_dim"} | ({"iwae_bits_per_dim"} if iwae else set())
+        return out
 
     def __init__(
         self,
@@ -80,16 +95,20 @@ class VAE(GenerativeModel):
         self.likelihood = likelihood
         self.beta = beta
         self.binarize = binarize
+        out = 2 * c if likelihood == "logistic256" else c  # the discretized logistic: a mean and a scale per value
         if arch == "mlp":
             d = c * h * w
             self.encoder = nn.Sequential(nn.Flatten(), mlp([d] + [hidden] * n_layers + [2 * latent_dim]))
-            self.decoder = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d]), nn.Unflatten(1, (c, h, w)))
+            self.decoder = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [out * h * w]),
+                                         nn.Unflatten(1, (out, h, w)))
         elif arch == "conv":
             self.encoder = conv_encoder(c, h, n_layers, hidden, 2 * latent_dim)
-            self.decoder = conv_decoder(c, h, n_layers, hidden, latent_dim)
+            self.decoder = conv_decoder(out, h, n_layers, hidden, latent_dim)
         else:
             raise ValueError(f"unknown VAE arch '{arch}'")
-        # One learned output scale for the Gaussian likelihood; unused for Bernoulli.
+        # One learned output scale for the Gaussian likelihood; the discretized logistic's scales
+        # come from the decoder, one per pixel value (PixelCNN++'s way: a scale shared by all pixels
+        # learns too slowly to leave the first, wide setting); unused for Bernoulli.
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
 
     # --- the model ---------------------------------------------------------------------------
@@ -99,7 +118,7 @@ class VAE(GenerativeModel):
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (Bernoulli) or means (Gaussian) of p(x | z)."""
+        """Logits (Bernoulli), means (Gaussian) or means and log-scales (logistic256) of p(x | z)."""
         return self.decoder(z).float()
 
     def targets(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -149,6 +168,11 @@ class VAE(GenerativeModel):
         out["loss"] = out["recon"] + self.beta * out["kl"]
         if iwae_k > 1:
             out["iwae_nll"] = iwae_total / n
+        if discrete(self.likelihood, self.binarize):
+            dims = math.prod(self.image_shape)
+            out["bits_per_dim"] = bits_per_dim(out["neg_elbo"], dims)
+            if iwae_k > 1:
+                out["iwae_bits_per_dim"] = bits_per_dim(out["iwae_nll"], dims)
         return out
 
     @torch.no_grad()
@@ -177,6 +201,8 @@ class VAE(GenerativeModel):
     # --- images ------------------------------------------------------------------------------
 
     def _mean_image(self, out: torch.Tensor) -> torch.Tensor:
+        if self.likelihood == "logistic256":  # means in [-1, 1], then the scales
+            return ((out.chunk(2, dim=1)[0] + 1) / 2).clamp(0.0, 1.0)
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out.clamp(0.0, 1.0)
 
     @torch.no_grad()

@@ -51,14 +51,19 @@ OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}
 
 
 def disturb(kind: str, level: float, x: torch.Tensor, labels: torch.Tensor, other: torch.Tensor,
-            g: torch.Generator) -> torch.Tensor:
-    """N_FAKE images (floats in [0, 1]) of `x` under disturbance `kind` at `level`."""
+            order: torch.Tensor) -> torch.Tensor:
+    """N_FAKE images (floats in [0, 1]) of `x` under disturbance `kind` at `level`. Every level of
+    a disturbance starts from the same images (the first N_FAKE of `order`, as the undisturbed set
+    does) and the same random draws (a generator seeded by the disturbance's name), so a level
+    differs from the one below it by the disturbance alone: rectangles, corrupted pixels, swapped
+    images and removed classes are nested, noise and swirls grow in place."""
     n, _, h, w = x.shape
-    pick = torch.randperm(n, generator=g)[:N_FAKE]
+    g = torch.Generator().manual_seed(sum(map(ord, kind)))
+    pick = order[:N_FAKE]
     if kind == "classes removed":
-        keep = ~torch.isin(labels, torch.randperm(10, generator=g)[: int(level)])
-        pool = keep.nonzero().squeeze(1)
-        return x[pool[torch.randperm(len(pool), generator=g)[:N_FAKE]]]
+        removed = torch.randperm(10, generator=g)[: int(level)]
+        kept = order[~torch.isin(labels[order], removed)]
+        return x[kept[:N_FAKE]]
     y = x[pick].clone()
     if kind == "gaussian noise":
         y = y + level * torch.randn(y.shape, generator=g)
@@ -115,11 +120,11 @@ def main() -> None:
     real = test.images[:half]
     pool, labels = test.images[half:].float() / 255, test.labels[half:]
     other = load_data(DataConfig(name=OTHER[args.dataset])).test.images.float() / 255
-    g = torch.Generator().manual_seed(0)
-    panel = {"real (level 0)": pool[torch.randperm(len(pool), generator=g)[:N_FAKE]]}
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))
+    panel = {"real (level 0)": pool[order[:N_FAKE]]}
     for kind, levels in LEVELS.items():
         for level in levels:
-            panel[f"{kind} {level:g}"] = disturb(kind, level, pool, labels, other, g)
+            panel[f"{kind} {level:g}"] = disturb(kind, level, pool, labels, other, order)
     with tempfile.TemporaryDirectory() as runs:
         panel |= model_sets(args.dataset, Path(runs), args.models)
     extractors = {}

@@ -11,8 +11,8 @@ from typing import Any, Callable
 import yaml
 
 from genmodels import distributed
-from genmodels.commands import (cmd_dashboard, cmd_eval, cmd_features, cmd_fid, cmd_sample, cmd_train, cmd_tune,
-                                eval_option_fields)
+from genmodels.commands import (cmd_dashboard, cmd_eval, cmd_export, cmd_features, cmd_fid, cmd_sample, cmd_train,
+                                cmd_tune, eval_option_fields)
 from genmodels.errors import Interrupted, UserError
 from genmodels.metrics.classifier import EPOCHS
 from genmodels.metrics.features import EXTRACTORS
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA)")
     _add_quiet(p)
     p.set_defaults(func=cmd_fid)
+
+    p = sub.add_parser("export", help="write a dataset's split as PNG files into a new folder, without labels",
+                       description="write a dataset's split (e.g. fashion-mnist:train) as PNG files into a new or "
+                                   "empty folder, labels left out: a folder of images to try data.name: imagefolder on")
+    p.add_argument("split", help="<dataset>:train or <dataset>:test")
+    p.add_argument("folder", help="a new or empty folder")
+    p.add_argument("--data-root", help="folder holding <dataset>/*.gz (default: $GENMODELS_DATA)")
+    _add_quiet(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tune", help="run (or resume) an Optuna study from a tuning YAML")
     p.add_argument("config", help="tuning YAML, e.g. experiments/tune_vae_mnist.yaml")

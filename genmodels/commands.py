@@ -19,6 +19,7 @@ from genmodels.config import load_config
 from genmodels.dashboard import serve, storage_of
 from genmodels.errors import Interrupted, UserError
 from genmodels.experiment import build, evaluate_run
+from genmodels.export import export_split
 from genmodels.files import atomic_write
 from genmodels.images import grid_columns
 from genmodels.metrics.classifier import load_classifier, save_classifier, train_classifier
@@ -126,6 +127,12 @@ def cmd_fid(args: argparse.Namespace) -> int:
     for name in (k for k in values if not k.endswith("_se")):
         print(f"  {name:<9}  {values[name]:.4f} +- {values[name + '_se']:.4f}")
     print("  (+-: standard error over both sets' sampling noise)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    n = export_split(args.split, args.folder, args.data_root, args.quiet)
+    print(f"wrote {n:,} images of {args.split} to {args.folder}")
     return 0
 
 

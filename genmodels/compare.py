@@ -15,14 +15,13 @@ from typing import Any, Sequence
 
 import torch
 
-from genmodels.data import DATASETS, DataConfig, load_data, load_imagefolder
+from genmodels.data import DATASETS, NAMED_DATASETS, DataConfig, load_data, load_imagefolder
 from genmodels.errors import UserError
 from genmodels.metrics.features import check_extractor, extract, load_extractor
 from genmodels.metrics.quality import EvalConfig, quality_scores
 from genmodels.runs import load_run
 
 SPLITS = ("train", "heldout", "test")
-NAMED = tuple(DataConfig.model_fields["name"].annotation.__args__[:-1])  # by name; not imagefolder
 METRICS = ("fid_inf", "kid", "precision", "recall")
 
 
@@ -36,7 +35,7 @@ class ImageSet:
 def dataset_split(spec: str, data_root: str | None) -> ImageSet | None:
     """`name:split` of a named dataset, or None when `spec` is not of that form."""
     name, sep, split = spec.partition(":")
-    if not sep or name not in NAMED or Path(spec).exists():
+    if not sep or name not in NAMED_DATASETS or Path(spec).exists():
         return None
     if split not in SPLITS:
         raise UserError(f"{spec}: expected a split of {name}: {', '.join(f'{name}:{s}' for s in SPLITS)}")
@@ -70,10 +69,10 @@ def feature_data(features: str, given: str | None, sets: Sequence[ImageSet | Non
     """The dataset the extractor belongs to: --feature-dataset (a dataset's name or a folder), else
     that of a run or split given, else (label-free features) the first folder given."""
     if given is not None:
-        if given in NAMED:
+        if given in NAMED_DATASETS:
             return DataConfig(name=given, root=data_root)
         if not Path(given).is_dir():
-            raise UserError(f"--feature-dataset: expected a dataset ({', '.join(NAMED)}) or an image folder, "
+            raise UserError(f"--feature-dataset: expected a dataset ({', '.join(NAMED_DATASETS)}) or an image folder, "
                             f"got '{given}'")
         return DataConfig(name="imagefolder", path=given, image_size=image_size, channels=channels)
     known = next((s.data for s in sets if s is not None and s.data is not None), None)

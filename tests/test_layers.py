@@ -18,7 +18,7 @@ LAYERS = [
     ["tuning.__init__", "tuning.study", "tuning.retrain", "tuning.report"],  # the study command and its results
     ["tuning.objective", "tuning.search"],  # one trial; samplers and pruners
     ["tuning.config", "tuning.storage"],  # the tuning config; the study's storage
-    ["experiment", "compare"],  # the one place that assembles a run; scoring two image sets
+    ["experiment", "compare", "export"],  # the one place that assembles a run; scoring two image sets
     ["runs"],  # reading run folders
     ["train"],  # the loop
     ["callbacks", "strategy", "recorder", "evaluation"],  # around the loop: hooks, torchrun, what a run writes

@@ -6,13 +6,13 @@ the Trainer slices batches out of it, so no Python runs per image. Labels travel
 a model that is not conditional never reads them.
 """
 
-from genmodels.data.config import DataConfig
+from genmodels.data.config import NAMED_DATASETS, DataConfig
 from genmodels.data.idx import DATASETS, find_dataset, load_raw, read_idx, read_idx_split
 from genmodels.data.imagefolder import load_imagefolder
 from genmodels.data.roots import candidate_roots
 from genmodels.data.splits import heldout_split, kfold_splits, load_data, load_splits, raw_splits, select
 from genmodels.data.tensors import DataSplits, Split, take
 
-__all__ = ["DATASETS", "DataConfig", "DataSplits", "Split", "candidate_roots", "find_dataset", "heldout_split",
-           "kfold_splits", "load_data", "load_imagefolder", "load_raw", "load_splits", "raw_splits", "read_idx",
-           "read_idx_split", "select", "take"]
+__all__ = ["DATASETS", "NAMED_DATASETS", "DataConfig", "DataSplits", "Split", "candidate_roots", "find_dataset",
+           "heldout_split", "kfold_splits", "load_data", "load_imagefolder", "load_raw", "load_splits", "raw_splits",
+           "read_idx", "read_idx_split", "select", "take"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
 from pydantic import Field
@@ -37,3 +38,6 @@ class DataConfig(StrictModel):
     download: bool = Field(True, description="try torchvision's download when no files are found")
 
 
+# The datasets a config can name (everything but a folder of one's own images).
+NAMED_DATASETS: tuple[str, ...] = tuple(n for n in typing.get_args(DataConfig.model_fields["name"].annotation)
+                                        if n != "imagefolder")

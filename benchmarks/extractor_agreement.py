@@ -159,7 +159,7 @@ def plot(fid: dict[str, dict[str, float]], dataset: str) -> None:
     a, b = fid["contrastive"], fid["classifier"]
     for name in a:
         group = next((d for d in LEVELS if name.startswith(d)), "models" if "after" in name else "real")
-        colour = f"C{list(LEVELS).index(group) if group in LEVELS else 8}"
+        colour = f"C{list(LEVELS).index(group)}" if group in LEVELS else "C8" if group == "models" else "k"
         axes[0].scatter(b[name], a[name], s=14, label=group, c=colour)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))

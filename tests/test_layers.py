@@ -29,7 +29,7 @@ LAYERS = [
      "metrics.extractor", "metrics.augment", "metrics.knn",
      "metrics.download"],
     ["models.__init__", "models.base", "models.vae", "models.gan"],
-    ["models.blocks", "models.resnet"],
+    ["models.blocks", "models.resnet", "models.diffaugment"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits
     ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10"],  # one module per source format
     ["data.config", "data.roots", "data.tensors"],

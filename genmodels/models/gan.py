@@ -20,6 +20,7 @@ from torch import nn
 from genmodels.images import to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+from genmodels.models.diffaugment import diff_augment
 from genmodels.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genmodels.optim import OptimConfig, check_betas, make_optimizer
 
@@ -45,6 +46,9 @@ class GANConfig(ModelSection):
     betas_d: tuple[float, float] | None = Field(None, description="discriminator Adam betas (default: optim.betas)")
     judge_after: int = Field(1000, ge=0, description="generator updates before a run can be called failed "
                                                      "(collapsed, or its discriminator wins outright)")
+    diffaugment: tuple[Literal["color", "translation", "cutout"], ...] = Field(
+        (), description="DiffAugment policies applied to every image D sees, real and generated, in training only "
+                        "(small datasets: [translation, cutout], plus color for colour images)")
 
     _betas = field_validator("betas_g", "betas_d")(check_betas)
 
@@ -104,6 +108,7 @@ class GAN(GenerativeModel):
         betas_g: tuple[float, float] | None = None,
         betas_d: tuple[float, float] | None = None,
         judge_after: int = 1000,
+        diffaugment: tuple[str, ...] = (),
     ):
         super().__init__()
         if loss not in ("ns", "hinge", "wgan-gp"):
@@ -114,6 +119,7 @@ class GAN(GenerativeModel):
         self.loss, self.n_critic, self.gp_weight, self.ema_decay = loss, n_critic, gp_weight, ema
         self.lr_g, self.lr_d, self.betas_g, self.betas_d = lr_g, lr_d, betas_g, betas_d
         self.judge_after = judge_after
+        self.diffaugment = tuple(diffaugment)
         if arch == "mlp":
             d = c * h * w
             self.generator = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d], norm=True),
@@ -179,7 +185,7 @@ class GAN(GenerativeModel):
             with torch.set_grad_enabled(g_turn):
                 fake = self.generator(z)
             # Real and fake in one critic pass: one spectral-norm power iteration, one larger matmul.
-            d_real, d_fake = self.discriminator(torch.cat([real, fake.detach()])).float().split(len(real))
+            d_real, d_fake = self.discriminator(self._seen(torch.cat([real, fake.detach()]))).float().split(len(real))
             d_loss = self.d_loss(d_real, d_fake)
         if self.loss == "wgan-gp":
             d_loss = d_loss + self.gp_weight * self.gradient_penalty(real, fake.detach().float())
@@ -194,13 +200,17 @@ class GAN(GenerativeModel):
             for p in d_params:
                 p.requires_grad_(False)
             with update.autocast():
-                g_loss = self.g_loss(self.discriminator(fake).float())
+                g_loss = self.g_loss(self.discriminator(self._seen(fake)).float())
             update.step("g", g_loss)
             for p in d_params:
                 p.requires_grad_(True)
             self._update_ema(self._d_steps // self.n_critic)
             out["g_loss"] = g_loss.detach()
         return out
+
+    def _seen(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees in training: the images under DiffAugment when it is on."""
+        return diff_augment(images, self.diffaugment) if self.diffaugment else images
 
     @torch.no_grad()
     def _update_ema(self, g_steps: int) -> None:

@@ -76,11 +76,12 @@ def test_sigterm_during_training_saves_and_resumes_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def write_tune(tmp_path, n_trials, sampler="random", **extra):
+def write_tune(tmp_path, n_trials, sampler="random", space=None, **extra):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(TRIAL_BASE))
+    space = space or {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
     cfg = {"base": "base.yaml", "study_name": "s", "runs_dir": str(tmp_path / "runs"), "n_trials": n_trials,
            "sampler": {"name": sampler, "seed": 0, "n_startup_trials": 10}, "pruner": {"name": "none"},
-           "space": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}, **extra}
+           "space": space, **extra}
     path = tmp_path / "tune.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -92,7 +93,10 @@ def trials(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_stopped_study_reruns_to_exactly_n_trials(tmp_path, signum):
-    path = write_tune(tmp_path, n_trials=3)
+    # a list-valued choice too: the retried trial must be queued with Optuna's label of it
+    path = write_tune(tmp_path, n_trials=3, space={
+        "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "optim.betas": {"type": "categorical", "choices": [[0.9, 0.999], [0.5, 0.999]]}})
     proc = start("tune", str(path), "--quiet")
     wait_for(tmp_path / "runs" / "s" / "trial-0001" / "last.pt", proc)  # trial 1 is mid-run
     code, _, err = stop(proc, signum)

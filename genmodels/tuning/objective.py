@@ -138,7 +138,10 @@ class Objective:
             # the checkpoint the Trainer just wrote; the signal ends this worker after it.
             trial.set_user_attr("interrupted", f"signal {exc.signum}")
             self.interrupted = exc
-            trial.study.enqueue_trial(params, user_attrs={"run_dir": str(cfg.run_dir()), "retry_of": trial.number})
+            # Optuna's own record of the parameters (a list-valued choice as its label), which is
+            # what a queued trial's suggest_* calls must find, not the values the config got.
+            trial.study.enqueue_trial(dict(trial.params), user_attrs={"run_dir": str(cfg.run_dir()),
+                                                                      "retry_of": trial.number})
             return failed
         except NonFiniteLossError as exc:
             # A diverged trial is a result, not a crash: recorded as failed, the study goes on.

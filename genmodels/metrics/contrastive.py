@@ -77,8 +77,7 @@ class ContrastiveFeatures(FeatureExtractor):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         c, h, w = self.shape
         if images.shape[1] != c:
-            images = images.mean(1, keepdim=True).expand(-1, c, -1, -1) if c == 3 or images.shape[1] == 1 \
-                else images.mean(1, keepdim=True)
+            images = images.mean(1, keepdim=True).expand(-1, c, -1, -1)  # grey, then as many channels
         if tuple(images.shape[2:]) != (h, w):
             images = F.interpolate(images, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         return self.net.features(images.contiguous(memory_format=torch.channels_last))

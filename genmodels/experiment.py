@@ -47,8 +47,9 @@ def complete(cfg: Config, reference: RunCheckpoint) -> Config:
     if data["model"] is None:
         data["model"] = reference.config["model"]
     channels, size, _ = reference.image_shape
-    if data["data"]["name"] == "imagefolder":
+    if data["data"]["name"] in ("imagefolder", "celeba"):
         data["data"]["image_size"] = data["data"]["image_size"] or size
+    if data["data"]["name"] == "imagefolder":
         data["data"]["channels"] = data["data"]["channels"] or channels
     return validate(Config, data, f"{cfg.name} (completed from {cfg.finetune.source if cfg.finetune else 'its run'})")
 

@@ -31,7 +31,8 @@ LAYERS = [
     ["models.__init__", "models.base", "models.vae", "models.gan"],
     ["models.blocks", "models.resnet", "models.diffaugment"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits
-    ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10"],  # one module per source format
+    # one module per source format
+    ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10", "data.celeba"],
     ["data.config", "data.roots", "data.tensors"],
     ["checkpoint", "optim", "metrics.__init__", "metrics.frechet", "metrics.likelihood"],
     ["errors", "files", "runtime", "schema", "distributed", "syncbn", "images"],  # leaves

@@ -11,14 +11,16 @@ from genmodels.schema import StrictModel
 
 
 class DataConfig(StrictModel):
-    name: Literal["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "stl10", "imagefolder"] = Field(
+    name: Literal["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn", "stl10", "celeba",
+                  "imagefolder"] = Field(
         "mnist", description="dataset")
     root: str | None = Field(None, description="folder holding <dataset>/*.gz; default $GENMODELS_DATA, "
                                                 "then ~/.cache/genmodels/data")
     path: str | None = Field(None, description="imagefolder: a folder of PNG/JPEG/BMP/WebP images, nested folders "
                                                "allowed (subfolder names are the labels)")
-    image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder: resize to this side "
-                                                                     "(default: the fine-tuning source's, else 28)")
+    image_size: int | None = Field(None, ge=4, le=1024, description="imagefolder, celeba: resize to this side "
+                                                                     "(default: the fine-tuning source's, else 28; "
+                                                                     "celeba 64)")
     channels: Literal[1, 3] | None = Field(None, description="imagefolder: 1 grey or 3 RGB (default: the "
                                                                "fine-tuning source's, else 1)")
     fit: Literal["crop", "stretch"] = Field("crop", description="imagefolder: crop scales the shorter side to "

@@ -9,11 +9,13 @@ folder); a model that is not conditional never reads them.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import warnings
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.data.roots import cache_root
@@ -26,6 +28,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 MAX_PIXELS = 89_478_485
 #: Part of the cache key: a change to how images are decoded makes new caches.
 DECODER_VERSION = 2
+#: Folders of at least this many images show their decoding's progress (a few seconds or more).
+LONG_DECODE = 5_000
 
 
 def cache_dir() -> Path:
@@ -33,11 +37,11 @@ def cache_dir() -> Path:
 
 
 def load_imagefolder(path: str | Path, size: int, channels: int, fit: str = "crop", bad_files: str = "skip",
-                     quiet: bool = False) -> Split:
+                     quiet: bool = False, refusal_hint: str = "data.bad_files: skip leaves such files out") -> Split:
     """Every image under `path` (PNG, JPEG, BMP, WebP, in nested folders) as a (N, channels, size,
     size) uint8 tensor. fit='crop' scales the shorter side to `size` and keeps the centre square;
     'stretch' scales both sides to `size`. A file that cannot be decoded is skipped and counted
-    (bad_files='skip') or refused (bad_files='error')."""
+    (bad_files='skip') or refused (bad_files='error', the error ending with `refusal_hint`)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataError(f"data.path: {folder} is not a folder")
@@ -56,12 +60,17 @@ def load_imagefolder(path: str | Path, size: int, channels: int, fit: str = "cro
     # One buffer for the decoded set, filled in place: 100,000 images are never held twice.
     images = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     labels, skipped = [], []
-    for p in files:
+    terminal = not quiet and os.isatty(2)
+    if not quiet and not terminal and len(files) >= LONG_DECODE:
+        print(f"genmodels: decoding {len(files):,} images of {folder} (once: cached in {cache_dir()})",
+              file=sys.stderr, flush=True)
+    show = terminal and len(files) >= LONG_DECODE
+    for p in tqdm(files, desc=f"decoding {folder.name}", leave=False, disable=not show):
         try:
             images[len(labels)] = _decode(p, size, channels, fit)
         except DataError as exc:
             if bad_files == "error":
-                raise DataError(f"{exc} (data.bad_files: skip leaves such files out)") from None
+                raise DataError(f"{exc} ({refusal_hint})") from None
             skipped.append(str(exc))
             continue
         labels.append(groups.index(p.parent.relative_to(folder).as_posix()))

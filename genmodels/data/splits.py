@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from genmodels.data.celeba import load_celeba
 from genmodels.data.cifar import load_cifar10, load_cifar100
 from genmodels.data.config import DataConfig
 from genmodels.data.idx import load_raw
@@ -57,6 +58,8 @@ def raw_splits(cfg: DataConfig, image_shape: tuple[int, int, int] | None = None)
         images = load_imagefolder(cfg.path, cfg.image_size or size, cfg.channels or c, cfg.fit, cfg.bad_files)
         rest, test = heldout_split(len(images), cfg.test_fraction, cfg.split_seed + 1)
         return {"train": images.subset(rest), "test": images.subset(test)}
+    if cfg.name == "celeba":  # JPEGs decoded at a chosen size: image_size applies as to a folder
+        return load_celeba(cfg.root, cfg.download, cfg.image_size or (image_shape[1] if image_shape else 64))
     if cfg.name in COLOUR_DATASETS:
         return COLOUR_DATASETS[cfg.name](cfg.root, cfg.download)
     return load_raw(cfg.name, cfg.root, cfg.download)

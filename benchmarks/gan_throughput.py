@@ -10,28 +10,38 @@ loading) through `fit`, which includes its held-out evaluation (FID of 5,000 sam
 feature classifier loaded beforehand) and checkpoints. Rounds alternate their order. Beside the
 rates: the FLOPs of one training step of each loop, counted by torch, and the GFLOP/s each loop
 achieves against a float32 matmul peak measured in the same run; the ratio of the two FLOP counts
-is what doing less work can give when both run their convolutions equally fast. Writes
-benchmarks/results/gan_throughput.json.
+is what doing less work can give when both run their convolutions equally fast.
+
+Then precision: the DCGAN recipe (dcgan_fashion.yaml) and the ResNet GAN recipe at 32 px
+(sngan_cifar10.yaml, on Fashion-MNIST padded to 32x32 and repeated to 3 channels), each timed
+for --precision-steps training steps in fp32 and bf16 autocast, interleaved over the rounds, with
+this CPU's bf16 matrix units and what `train.precision: auto` chose for each (measured afresh,
+in an empty cache). Writes benchmarks/results/gan_throughput.json.
 
     GENMODELS_DATA=../shared/datasets python benchmarks/gan_throughput.py [--images 19200] [--rounds 3]
+        [--precision-steps 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import examples_dcgan
 from common import matmul_peak_gflops, torchvision_root, write_result
-from genmodels.config import Config
+from genmodels.config import Config, load_config
+from genmodels.data import DataConfig, DataSplits, Split, load_data
 from genmodels.experiment import build
-from genmodels.models import Updater
+from genmodels.models import Updater, build_model
+from genmodels.precision import bf16_units, choose_precision, step_seconds
 from genmodels.runtime import setup_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +54,7 @@ def genmodels_config(runs: Path, data_root: Path, images: int) -> Config:
         "name": "throughput", "data": {"name": "fashion-mnist", "root": str(data_root)},
         "model": {"kind": "gan", "arch": "dcgan", "n_layers": 2, "hidden": 64, "latent_dim": 100, "loss": "ns"},
         "optim": {"lr": 2e-4, "betas": [0.5, 0.999]},
-        "train": {"epochs": 100, "batch_size": 64, "max_images": images},
+        "train": {"epochs": 100, "batch_size": 64, "max_images": images, "precision": "fp32"},  # as the examples
         "eval": {"fid_samples": 5000}, "log": {"runs_dir": str(runs), "n_images": 64},
     })
 
@@ -77,10 +87,39 @@ def flops_per_image(batch_size: int = 64) -> dict[str, float]:
     return out
 
 
+def precision_speeds(steps: int, rounds: int, cache: Path) -> dict[str, dict]:
+    """Images/s of a training step in fp32 and bf16 for the DCGAN and the 32 px ResNet GAN
+    recipes, and what `precision: auto` chose for each in an empty cache."""
+    print(f"bf16 matrix units: {', '.join(bf16_units()) or 'none'}", flush=True)
+    fashion = load_data(DataConfig(name="fashion-mnist"))
+    padded = F.pad(fashion.train.images[:4096], (2, 2, 2, 2)).repeat(1, 3, 1, 1)
+    recipes = {"dcgan (dcgan_fashion.yaml)": ("dcgan_fashion.yaml", fashion.train.images[:4096]),
+               "resnet 32px (sngan_cifar10.yaml)": ("sngan_cifar10.yaml", padded)}
+    os.environ["GENMODELS_CACHE"] = str(cache)
+    out = {}
+    for name, (recipe, images) in recipes.items():
+        cfg = load_config(ROOT / "experiments" / recipe, ["train.precision=auto"])
+        model = build_model(cfg.model, tuple(images.shape[1:]))
+        batch = images[: cfg.train.batch_size]
+        seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for r in range(rounds):
+            for precision in (list(seconds) if r % 2 == 0 else list(reversed(seconds))):
+                seconds[precision].append(step_seconds(model, cfg, batch, precision, steps))
+        rate = {k: cfg.train.batch_size / min(v) for k, v in seconds.items()}
+        split = Split(images, torch.zeros(len(images), dtype=torch.int64))
+        chosen = choose_precision(cfg, model, DataSplits(split, split, split, "x"), torch.device("cpu"))
+        out[name] = {"images_per_s": {k: round(v, 1) for k, v in rate.items()},
+                     "bf16_over_fp32": round(rate["bf16"] / rate["fp32"], 3), "auto_chose": chosen.train.precision}
+        print(f"{name}: fp32 {rate['fp32']:.0f} images/s, bf16 {rate['bf16']:.0f} images/s "
+              f"({rate['bf16'] / rate['fp32']:.2f}x); precision auto chose {chosen.train.precision}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=19_200, help="training images per run (300 steps)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision-steps", type=int, default=20, help="training steps per precision timing")
     args = parser.parse_args()
     setup_process()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -100,6 +139,7 @@ def main() -> None:
                 rates[name].append(args.images / seconds)
                 print(f"round {r + 1}/{args.rounds}  {name:<22} {args.images} images in {seconds:6.1f}s "
                       f"= {args.images / seconds:6.0f} images/s", flush=True)
+        precision = precision_speeds(args.precision_steps, args.rounds, tmp / "cache")
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratios = {k: med["genmodels"] / v for k, v in med.items() if k != "genmodels"}
     flops, peak = flops_per_image(), matmul_peak_gflops(torch.device("cpu"))
@@ -121,6 +161,7 @@ def main() -> None:
         "mflops_per_image": {k: round(v / 1e6, 2) for k, v in flops.items()},
         "flop_ratio_examples_over_genmodels": round(flops["examples"] / flops["genmodels"], 3),
         "achieved_gflops": {k: round(v, 1) for k, v in achieved.items()}, "matmul_peak_gflops_fp32": round(peak, 1),
+        "bf16_units": bf16_units(), "precision": precision,
     })
 
 

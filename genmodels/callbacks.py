@@ -1,5 +1,6 @@
-"""Everything around the loop that is not the loop: hooks a callback overrides, and the two the
-Trainer always adds (best/last checkpoints, and early stopping when train.patience is set).
+"""Everything around the loop that is not the loop: hooks a callback overrides, and the ones the
+Trainer always adds (best/last checkpoints, a stop the model asks for, and early stopping when
+train.patience is set).
 
 The tuner's pruning callback (genmodels.tuning.objective) is another. A hook may raise to end the
 run (the pruner raises optuna.TrialPruned) or call `trainer.state.stop(reason)`.
@@ -55,6 +56,15 @@ class EarlyStopping(Callback):
         state = trainer.state
         if state.bad_evaluations >= self.patience:
             state.stop(f"early stop: no heldout/{trainer.monitor} gain in {state.bad_evaluations} evaluations")
+
+
+class ModelStopping(Callback):
+    """Ends the run when the model says training should stop (GenerativeModel.stop_reason)."""
+
+    def on_evaluation(self, trainer: Loop, metrics: dict[str, float]) -> None:
+        reason = trainer.model.stop_reason(metrics)
+        if reason:
+            trainer.state.stop(reason)
 
 
 class Checkpointing(Callback):

@@ -22,11 +22,13 @@ def progress(total: int, desc: str, quiet: bool = False, initial: int = 0) -> tq
 
 
 def eval_context(cfg: Config, device: torch.device, split: str, full: bool = False,
-                 scorer: SampleScorer | None = None, options: BaseModel | None = None) -> EvalContext:
+                 scorer: SampleScorer | None = None, options: BaseModel | None = None,
+                 train_images: torch.Tensor | None = None) -> EvalContext:
     """Evaluation noise from eval.noise_seed: the same weights give the same numbers, and runs
-    (trials of a study among them) are scored on the same noise."""
+    (trials of a study among them) are scored on the same noise. `train_images`: the training
+    split, for the models that compare themselves on it (a GAN's overfitting watch)."""
     return EvalContext(generator=torch.Generator(device).manual_seed(cfg.eval.noise_seed), split=split, full=full,
-                       scorer=scorer, fid_samples=cfg.eval.fid_samples, options=options)
+                       scorer=scorer, fid_samples=cfg.eval.fid_samples, options=options, train_images=train_images)
 
 
 @torch.no_grad()

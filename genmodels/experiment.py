@@ -25,6 +25,7 @@ from genmodels.files import write_json
 from genmodels.finetune import FinetuneConfig
 from genmodels.metrics.quality import QUALITY_METRICS, SampleQuality
 from genmodels.models import GenerativeModel, build_model, model_class
+from genmodels.precision import choose_precision
 from genmodels.recorder import HParams
 from genmodels.runs import checkpoint_path, load_run
 from genmodels.runtime import pick_device
@@ -122,6 +123,7 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
                                  source[1] if source else "")
         if announce is not None:
             announce(summary.text)
+    cfg = choose_precision(cfg, model, data, device, quiet)
     scorer = make_scorer(cfg, device, quiet, data.image_shape)
     return Trainer(cfg, data, model, callbacks, run_dir, scorer, quiet, start=last, hparams=hparams)
 
@@ -151,7 +153,7 @@ def evaluate_run(run_dir: str | Path, split: str = "heldout", which: str = "best
                         f"{data.image_shape}")
     scorer = make_scorer(cfg, device, quiet, data.image_shape)
     images = {"heldout": data.heldout, "test": data.test}[split]
-    ctx = eval_context(cfg, device, split, full=True, scorer=scorer, options=opts)
+    ctx = eval_context(cfg, device, split, full=True, scorer=scorer, options=opts, train_images=data.train.images)
     metrics = evaluate_split(model, images.images, ctx, cfg.train.eval_batch_size, quiet)
     report = {"split": split, "epoch": ckpt.epoch, "images": len(images), "dataset": cfg.data.name,
               **({"options": opts.model_dump()} if opts.model_fields_set else {}),

@@ -5,6 +5,8 @@ run's weights in, chosen parameters re-drawn, chosen parameters frozen.
       from: runs/vae_mnist        # a run directory or a .pt checkpoint
       freeze: [encoder.*]         # glob patterns over parameter names (model.named_parameters())
       reinit: [decoder.2.*]       # re-drawn from the layer's own initialiser before training
+      freeze_d_blocks: 2          # GANs: FreezeD, the discriminator's first 2 blocks (and
+      freeze_g_blocks: 0          #   the generator's first k) kept as the source trained them
 
 `genmodels.experiment.build` reads the source checkpoint (once) to complete the config, builds
 the model and calls `apply`. Once the run has a checkpoint of its own the source is never needed
@@ -38,6 +40,12 @@ class FinetuneConfig(StrictModel):
     freeze: list[str] | str = Field(default_factory=list, description="glob patterns of parameters kept fixed")
     reinit: list[str] | str = Field(default_factory=list, description="glob patterns of layers re-drawn "
                                                                       "before training")
+    # FreezeD (Mo et al. 2020): the discriminator's first blocks, from the image side, keep the
+    # source's features; the generator's first blocks, from the noise side, its layout.
+    freeze_d_blocks: int = Field(0, ge=0, le=64, description="GANs: the discriminator's first k blocks frozen "
+                                                             "(FreezeD), counted from the image")
+    freeze_g_blocks: int = Field(0, ge=0, le=64, description="GANs: the generator's first k blocks frozen, "
+                                                             "counted from the noise")
 
     @staticmethod
     def _patterns(value: list[str] | str) -> list[str]:
@@ -82,6 +90,7 @@ def apply(model: GenerativeModel, kind: str, ft: FinetuneConfig, source: RunChec
     names = [n for n, _ in model.named_parameters()]
     redrawn = match(names, ft.reinit_patterns(), "reinit")
     frozen = match(names, ft.freeze_patterns(), "freeze")
+    frozen |= first_blocks(model, kind, ft)
     if source is not None:
         load_weights(model, source.model, f"finetune.from: {where}")
         _reinitialise(model, redrawn)
@@ -93,6 +102,44 @@ def apply(model: GenerativeModel, kind: str, ft: FinetuneConfig, source: RunChec
         frozen=sum(p.numel() for n, p in model.named_parameters() if n in frozen),
         trainable=sum(p.numel() for n, p in model.named_parameters() if n not in frozen),
         frozen_tensors=len(frozen), reinit_tensors=len(redrawn) if source is not None else 0)
+
+
+def first_blocks(model: GenerativeModel, kind: str, ft: FinetuneConfig) -> set[str]:
+    """The parameters of the blocks finetune.freeze_d_blocks / freeze_g_blocks name."""
+    out: set[str] = set()
+    for field, part in (("freeze_d_blocks", "discriminator"), ("freeze_g_blocks", "generator")):
+        k = getattr(ft, field)
+        if not k:
+            continue
+        if kind != "gan":
+            raise ConfigError(f"finetune.{field}: for GANs only (this run trains a '{kind}')")
+        blocks = layer_blocks(getattr(model, part), part)
+        if k >= len(blocks):
+            raise ConfigError(f"finetune.{field}: {k} of the {part}'s {len(blocks)} blocks leaves none to train "
+                              f"(at most {len(blocks) - 1})")
+        prefixes = tuple(f"{name}." for block in blocks[:k] for name in block)
+        out |= {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
+    return out
+
+
+def layer_blocks(net: nn.Module, prefix: str) -> list[list[str]]:
+    """A network's blocks in forward order, each the names of its modules: a layer with weights
+    (or a residual block) with the normalisation after it; Sequential containers are opened."""
+    blocks: list[list[str]] = []
+
+    def visit(module: nn.Module, name: str) -> None:
+        if isinstance(module, nn.Sequential):
+            for child_name, child in module.named_children():
+                visit(child, f"{name}.{child_name}")
+        elif any(True for _ in module.parameters()):
+            if isinstance(module, nn.modules.batchnorm._NormBase) and blocks:
+                blocks[-1].append(name)
+            else:
+                blocks.append([name])
+
+    for child_name, child in net.named_children():
+        visit(child, f"{prefix}.{child_name}")
+    return blocks
 
 
 def match(names: list[str], patterns: list[str], field: str) -> set[str]:

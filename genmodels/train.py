@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from pydantic import BaseModel
 
-from genmodels.callbacks import Callback, Checkpointing, EarlyStopping
+from genmodels.callbacks import Callback, Checkpointing, EarlyStopping, ModelStopping
 from genmodels.checkpoint import RunCheckpoint, load_weights, own_streams, rng_state, save_checkpoint, set_rng_state
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
@@ -55,7 +55,7 @@ class Trainer:
         self.device = self.strategy.device(cfg.train.device)
         self.model = self.strategy.prepare(model.to(self.device), cfg.train.sync_batchnorm)
         self.monitor = cfg.train.monitor or model.monitor
-        builtin = [EarlyStopping(cfg.train.patience)] if cfg.train.patience else []
+        builtin = [ModelStopping(), *([EarlyStopping(cfg.train.patience)] if cfg.train.patience else [])]
         self.callbacks = [*builtin, Checkpointing(cfg.train.checkpoint_every), *callbacks]
         self.run_dir = Path(run_dir) if run_dir else cfg.run_dir()
         self.recorder = RunRecorder(self.run_dir, cfg, enabled=self.strategy.is_main, quiet=quiet, hparams=hparams)
@@ -220,7 +220,7 @@ class Trainer:
         same numbers. full=True asks for the final-report metrics too (e.g. KID, precision/recall);
         `options` are the model family's own evaluation options."""
         images = {"heldout": self.data.heldout, "test": self.data.test}[split].images
-        ctx = eval_context(self.cfg, self.device, split, full, self.scorer, options)
+        ctx = eval_context(self.cfg, self.device, split, full, self.scorer, options, self.data.train.images)
         return evaluate_split(self.model, images, ctx, self.cfg.train.eval_batch_size, self.quiet)
 
     def _evaluation(self) -> None:

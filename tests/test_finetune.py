@@ -73,6 +73,30 @@ def test_gan_finetune_freezes_generator_block(tmp_path):
     assert "heldout/d_loss" in scalars(ft.run_dir) and "epoch_train/d_loss" in scalars(ft.run_dir)
 
 
+def test_freezed_freezes_the_first_blocks_of_each_network(tmp_path):
+    gan = ["model.kind=gan", "model.arch=dcgan", "model.hidden=8", "model.latent_dim=4", "eval.fid_samples=100"]
+    src = build(tiny_config(tmp_path, "name=dsrc", *gan), quiet=True)
+    src.fit()
+    ft = build(tiny_config(tmp_path, "name=dft", *gan, f"finetune.from={src.run_dir}", "finetune.freeze_d_blocks=2",
+                           "finetune.freeze_g_blocks=1", "data.classes=[3]", "data.limit=200"), quiet=True)
+    ft.fit()
+    before, after = dict(load_run(src.run_dir)[1].state_dict()), dict(ft.model.state_dict())
+    # dcgan's discriminator: conv 0, conv 2, linear 5; its generator: linear 0 + BatchNorm 2, ...
+    kept = ["discriminator.0.bias", "discriminator.2.bias", "generator.0.weight", "generator.2.weight",
+            "generator.2.running_mean"]
+    moved = ["discriminator.5.bias", "generator.4.weight", "generator.7.bias"]
+    assert [k for k in kept if not torch.equal(after[k], before[k])] == []
+    assert not any(torch.equal(after[k], before[k]) for k in moved)
+    with pytest.raises(ConfigError, match=r"finetune.freeze_d_blocks: 3 of the discriminator's 3 blocks leaves "
+                                          r"none to train \(at most 2\)"):
+        build(tiny_config(tmp_path, "name=dft2", *gan, f"finetune.from={src.run_dir}", "finetune.freeze_d_blocks=3"))
+
+
+def test_block_freezing_is_for_gans(tmp_path, source_run):
+    with pytest.raises(ConfigError, match=r"finetune.freeze_g_blocks: for GANs only \(this run trains a 'vae'\)"):
+        build(finetune_config(tmp_path, source_run, "finetune.freeze_g_blocks=1"), quiet=True)
+
+
 def write(tmp_path, data):
     path = tmp_path / "ft.yaml"
     path.write_text(yaml.safe_dump(data))

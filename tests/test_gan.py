@@ -117,7 +117,8 @@ def test_cli_gan_eval_on_test_split_names_extractor(tmp_path):
     report = json.loads((run / "eval_test.json").read_text())
     assert report["features"] == name
     assert set(report["metrics"]) == {"fid", "fid_se", "fid_inf", "fid_inf_se", "kid", "kid_se", "spread",
-                                      "precision", "precision_se", "recall", "recall_se", "d_loss", "d_auc"}
+                                      "precision", "precision_se", "recall", "recall_se", "d_loss", "d_auc",
+                                      "r_t", "r_v", "d_real", "d_gap"}
     assert report["metrics"]["fid"] > 0 and 0 <= report["metrics"]["recall"] <= 1
     bad = run_cli("eval", str(run), "--iwae-k", "5")
     assert bad.returncode == 2

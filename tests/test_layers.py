@@ -21,7 +21,8 @@ LAYERS = [
     ["experiment", "compare", "export"],  # the one place that assembles a run; scoring two image sets
     ["runs"],  # reading run folders
     ["train"],  # the loop
-    ["callbacks", "strategy", "recorder", "evaluation"],  # around the loop: hooks, torchrun, what a run writes
+    # around the loop: hooks, torchrun, what a run writes, the precision it runs at
+    ["callbacks", "strategy", "recorder", "evaluation", "precision"],
     ["run_state"],  # a run's progress and result
     ["config", "tblog"],  # the run Config assembled from the sections below
     ["finetune"],  # the finetune section and its build step
@@ -29,7 +30,7 @@ LAYERS = [
      "metrics.extractor", "metrics.augment", "metrics.knn",
      "metrics.download"],
     ["models.__init__", "models.base", "models.vae", "models.gan"],
-    ["models.blocks", "models.resnet", "models.diffaugment"],
+    ["models.blocks", "models.resnet", "models.diffaugment", "models.gan_watch"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits
     # one module per source format
     ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10", "data.celeba"],

@@ -56,6 +56,7 @@ class EvalContext:
     scorer: SampleScorer | None = None  # sample quality against the split, for models that sample
     fid_samples: int = 2000  # generated images per sample-quality score
     options: BaseModel | None = None  # the family's own evaluation options (its EvalOptions); None: defaults
+    train_images: torch.Tensor | None = None  # the training split (uint8), for a model's overfitting watch
 
 
 class Updater:
@@ -169,6 +170,11 @@ class GenerativeModel(nn.Module, ABC):
     def failed(self, metrics: dict[str, float], evaluations: int) -> str | None:
         """Why the run is beyond saving, judging by the held-out `metrics` of its
         `evaluations`-th evaluation; None while it is fine (the default)."""
+        return None
+
+    def stop_reason(self, metrics: dict[str, float]) -> str | None:
+        """Why training should end now although the run is fine (a GAN's discriminator
+        memorising its training images); None to go on (the default). best.pt stays as it is."""
         return None
 
     @torch.no_grad()

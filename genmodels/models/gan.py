@@ -21,6 +21,7 @@ from genmodels.images import to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
 from genmodels.models.diffaugment import diff_augment
+from genmodels.models.gan_watch import auc, overfitting
 from genmodels.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genmodels.optim import OptimConfig, check_betas, make_optimizer
 
@@ -49,6 +50,9 @@ class GANConfig(ModelSection):
     diffaugment: tuple[Literal["color", "translation", "cutout"], ...] = Field(
         (), description="DiffAugment policies applied to every image D sees, real and generated, in training only "
                         "(small datasets: [translation, cutout], plus color for colour images)")
+    overfit_gap: float | None = Field(None, gt=0.0, le=2.0, description="stop the run when r_t - r_v (D's mean "
+                                                                       "sign on training minus held-out images) "
+                                                                       "exceeds this; none: watch only")
 
     _betas = field_validator("betas_g", "betas_d")(check_betas)
 
@@ -75,9 +79,12 @@ class GAN(GenerativeModel):
     # generator's less well. fid_inf: FID extrapolated to infinitely many samples.
     # spread: the samples' feature spread over the real images' (collapse shows as ~0); d_auc: the
     # chance that the discriminator scores a held-out real image above a sample. *_se: standard errors.
+    # r_t, r_v, d_real, d_gap: the overfitting watch (gan_watch.py); r_t and d_gap where the training
+    # split is at hand (a run's evaluations, genmodels eval).
     metrics = {"fid": "minimize", "fid_se": None, "spread": None, "d_loss": "maximize", "d_auc": None,
                "fid_inf": "minimize", "fid_inf_se": None, "kid": "minimize", "kid_se": None,
-               "precision": "maximize", "recall": "maximize", "precision_se": None, "recall_se": None}
+               "precision": "maximize", "recall": "maximize", "precision_se": None, "recall_se": None,
+               "r_v": None, "d_real": None, "r_t": None, "d_gap": None}
     monitor = "fid"
     # The sample-quality metrics computed only on request (eval.metrics, or a final report), and
     # what each request adds.
@@ -89,7 +96,8 @@ class GAN(GenerativeModel):
     def reported_metrics(cls, requested: Collection[str] = (), full: bool = False,
                          options: BaseModel | None = None, section: ModelSection | None = None) -> set[str]:
         asked = set(cls.OPTIONAL_METRICS) if full else set(requested) & set(cls.OPTIONAL_METRICS)
-        return {"fid", "fid_se", "spread", "d_loss", "d_auc"} | {m for k in asked for m in cls.OPTIONAL_METRICS[k]}
+        always = {"fid", "fid_se", "spread", "d_loss", "d_auc", "r_v", "d_real"}
+        return always | {m for k in asked for m in cls.OPTIONAL_METRICS[k]}
 
     def __init__(
         self,
@@ -109,6 +117,7 @@ class GAN(GenerativeModel):
         betas_d: tuple[float, float] | None = None,
         judge_after: int = 1000,
         diffaugment: tuple[str, ...] = (),
+        overfit_gap: float | None = None,
     ):
         super().__init__()
         if loss not in ("ns", "hinge", "wgan-gp"):
@@ -119,7 +128,7 @@ class GAN(GenerativeModel):
         self.loss, self.n_critic, self.gp_weight, self.ema_decay = loss, n_critic, gp_weight, ema
         self.lr_g, self.lr_d, self.betas_g, self.betas_d = lr_g, lr_d, betas_g, betas_d
         self.judge_after = judge_after
-        self.diffaugment = tuple(diffaugment)
+        self.diffaugment, self.overfit_gap = tuple(diffaugment), overfit_gap
         if arch == "mlp":
             d = c * h * w
             self.generator = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d], norm=True),
@@ -257,13 +266,20 @@ class GAN(GenerativeModel):
         # Beside epoch_train/d_loss, the held-out loss shows the discriminator overfitting its
         # training images.
         n = min(len(real), len(fake))
-        d_real = torch.cat([self.discriminator(to_unit(b) * 2 - 1).float() for b in real[:n].split(1000)])
-        d_fake = torch.cat([self.discriminator(f * 2 - 1).float() for f in fake[:n].split(1000)])
-        metrics["d_loss"] = float(self.d_loss(d_real, d_fake))
-        scores = torch.cat([d_real.flatten(), d_fake.flatten()]).double()
-        ranks = scores.argsort().argsort().double() + 1  # ties are measure-zero for float logits
-        metrics["d_auc"] = float((ranks[:n].sum() - n * (n + 1) / 2) / (n * n))
-        return metrics
+        d_real, d_fake = self._critic(real[:n], unit=False), self._critic(fake[:n], unit=True)
+        metrics["d_loss"], metrics["d_auc"] = float(self.d_loss(d_real, d_fake)), auc(d_real, d_fake)
+        d_train = self._critic(ctx.train_images[:n], unit=False) if ctx.train_images is not None else None
+        return metrics | overfitting(d_train, d_real)
+
+    def _critic(self, images: torch.Tensor, unit: bool) -> torch.Tensor:
+        """D's outputs on uint8 images, or on images in [0, 1] (unit=True), in chunks."""
+        return torch.cat([self.discriminator((b if unit else to_unit(b)) * 2 - 1).float() for b in images.split(1000)])
+
+    def stop_reason(self, metrics: dict[str, float]) -> str | None:
+        gap = metrics.get("r_t", 0.0) - metrics.get("r_v", 0.0)
+        if self.overfit_gap is not None and gap > self.overfit_gap:
+            return f"the discriminator overfits: r_t - r_v = {gap:.3f} > model.overfit_gap {self.overfit_gap}"
+        return None
 
     def failed(self, metrics: dict[str, float], evaluations: int) -> str | None:
         """A GAN beyond saving: near-identical samples (mode collapse), no coverage of the real

@@ -1,5 +1,7 @@
 """Training throughput of the toolkit's own recipes on one device, fp32 against bf16 autocast, in
-one run: the MLP VAE of experiments/vae_mnist.yaml and the DCGAN of experiments/dcgan_fashion.yaml.
+one run: the MLP VAE of experiments/vae_mnist.yaml, the DCGAN of experiments/dcgan_fashion.yaml
+and the 32 px ResNet GAN of experiments/sngan_cifar10.yaml (on a folder of 5,000 Fashion-MNIST
+images padded to 32x32 colour: CIFAR-10 itself may not be on the machine).
 Training steps are timed from the first step to the first evaluation (the FID extractor loads
 after it); each (model, precision) pair runs `--rounds` times, alternating, and the median is kept.
 
@@ -19,15 +21,28 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from common import matmul_peak_gflops, write_result
 from genmodels.callbacks import Callback
 from genmodels.config import load_config
+from genmodels.data import DataConfig, raw_splits
 from genmodels.experiment import build
+from genmodels.precision import bf16_units
 from genmodels.runtime import setup_process
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPES = {"vae": "experiments/vae_mnist.yaml", "dcgan": "experiments/dcgan_fashion.yaml"}
+RECIPES = {"vae": "experiments/vae_mnist.yaml", "dcgan": "experiments/dcgan_fashion.yaml",
+           "resnet32": "experiments/sngan_cifar10.yaml"}
+
+
+def colour_folder(folder: Path, n: int = 5000) -> list[str]:
+    """n Fashion-MNIST training images padded to 32x32 RGB PNGs, and the overrides that train on them."""
+    images = raw_splits(DataConfig(name="fashion-mnist"))["train"].images[:n]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(torch.nn.functional.pad(image, (2, 2, 2, 2)) for image in images):
+        Image.fromarray(image[0].numpy()).convert("RGB").save(folder / f"{i:05d}.png")
+    return ["data.name=imagefolder", f"data.path={folder}", "data.image_size=32", "data.channels=3"]
 
 
 class StepClock(Callback):
@@ -50,23 +65,14 @@ class StepClock(Callback):
             torch.cuda.synchronize()
 
 
-def one_run(recipe: str, device: str, precision: str, images: int, runs_dir: Path) -> float:
-    cfg = load_config(REPO / recipe, [f"train.device={device}", f"train.precision={precision}",
+def one_run(recipe: str, device: str, precision: str, images: int, runs_dir: Path, data: list[str]) -> float:
+    cfg = load_config(REPO / recipe, [*data, f"train.device={device}", f"train.precision={precision}",
                                       f"train.max_images={images}", f"train.eval_every_images={images}",
                                       "train.patience=null", "eval.fid_samples=100", f"log.runs_dir={runs_dir}",
                                       f"name={Path(recipe).stem}-{precision}-{time.monotonic_ns()}"])
     clock = StepClock()
     result = build(cfg, callbacks=[clock], quiet=True).fit()
     return result.history[0]["images"] / clock.seconds
-
-
-def cpu_has_bf16_units() -> bool:
-    """AVX512-BF16 or AMX-BF16 in the CPU's flags (Linux): where bf16 matmuls run natively."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def main() -> None:
@@ -79,13 +85,14 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
-    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16_units()
+    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else bool(bf16_units())
     rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="throughput-") as runs:
+        data = {"resnet32": colour_folder(Path(runs) / "colour32")}
         for _ in range(args.rounds):
             for name, recipe in RECIPES.items():
                 for precision in ("fp32", "bf16"):
-                    rate = one_run(recipe, args.device, precision, args.images, Path(runs))
+                    rate = one_run(recipe, args.device, precision, args.images, Path(runs), data.get(name, []))
                     rates.setdefault(f"{name}/{precision}", []).append(rate)
                     print(f"{name:<6} {precision}: {rate:10.0f} images/s", flush=True)
     medians = {k: statistics.median(v) for k, v in rates.items()}

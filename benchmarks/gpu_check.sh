@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The first command on any CUDA machine (at most 8 minutes): the tests that need CUDA (marked
-# `cuda`), then the training throughput of the VAE and DCGAN recipes in fp32 and bf16 on one GPU,
+# `cuda`), then the training throughput of the VAE, DCGAN and 32 px ResNet GAN recipes in fp32 and bf16 on one GPU,
 # and one run on 2 processes (torchrun) where there are 2 GPUs. Writes benchmarks/results/*-cuda.json
 # and the test report to benchmarks/results/gpu_check-cuda.txt. On a machine without CUDA it
 # says so in one line and exits 0.

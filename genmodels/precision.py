@@ -29,9 +29,10 @@ from genmodels.data.tensors import DataSplits
 from genmodels.files import write_json
 from genmodels.models import GenerativeModel, Updater
 
-#: bf16 must be at least this much faster. A DCGAN or conv VAE of the recipes' width measured
-#: 1.2x on AMX, within what load on a shared machine moves a measurement, for bf16's 8-bit
-#: mantissa; the ResNet GAN measured 3.9x.
+#: bf16 must be at least this much faster to be worth its 8-bit mantissa. On one AMX machine
+#: short measurements of the DCGAN and conv VAE recipes moved between 1.2x and 1.7x with the
+#: load on the machine, the ResNet GAN's between 1.4x and 3.9x (benchmarks/gan_throughput.py,
+#: alone: DCGAN 1.38x, ResNet 2.04x); small test-size networks measure below 1x.
 MIN_SPEEDUP = 1.3
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

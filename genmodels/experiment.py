@@ -123,7 +123,8 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
                                  source[1] if source else "")
         if announce is not None:
             announce(summary.text)
-    cfg = choose_precision(cfg, model, data, device, quiet)
+    if last is None:  # a resumed run keeps its own (a run from before auto measured kept 'auto': fp32 on CPU)
+        cfg = choose_precision(cfg, model, data, device, quiet)
     scorer = make_scorer(cfg, device, quiet, data.image_shape)
     return Trainer(cfg, data, model, callbacks, run_dir, scorer, quiet, start=last, hparams=hparams)
 

@@ -14,7 +14,8 @@ is what doing less work can give when both run their convolutions equally fast.
 
 Then precision: the DCGAN recipe (dcgan_fashion.yaml) and the ResNet GAN recipe at 32 px
 (sngan_cifar10.yaml, on Fashion-MNIST padded to 32x32 and repeated to 3 channels), each timed
-for --precision-steps training steps in fp32 and bf16 autocast, interleaved over the rounds, with
+for --precision-steps training steps in fp32 and bf16 autocast, interleaved, best of the rounds
+(genmodels.precision.measure, the measurement `auto` makes, run longer), with
 this CPU's bf16 matrix units and what `train.precision: auto` chose for each (measured afresh,
 in an empty cache). Writes benchmarks/results/gan_throughput.json.
 
@@ -41,7 +42,7 @@ from genmodels.config import Config, load_config
 from genmodels.data import DataConfig, DataSplits, Split, load_data
 from genmodels.experiment import build
 from genmodels.models import Updater, build_model
-from genmodels.precision import bf16_units, choose_precision, step_seconds
+from genmodels.precision import bf16_units, choose_precision, measure
 from genmodels.runtime import setup_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,11 +102,8 @@ def precision_speeds(steps: int, rounds: int, cache: Path) -> dict[str, dict]:
         cfg = load_config(ROOT / "experiments" / recipe, ["train.precision=auto"])
         model = build_model(cfg.model, tuple(images.shape[1:]))
         batch = images[: cfg.train.batch_size]
-        seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
-        for r in range(rounds):
-            for precision in (list(seconds) if r % 2 == 0 else list(reversed(seconds))):
-                seconds[precision].append(step_seconds(model, cfg, batch, precision, steps))
-        rate = {k: cfg.train.batch_size / min(v) for k, v in seconds.items()}
+        seconds = measure(model, cfg, batch, budget_s=float("inf"), rounds=rounds, steps=steps)
+        rate = {k: cfg.train.batch_size / v for k, v in seconds.items()}
         split = Split(images, torch.zeros(len(images), dtype=torch.int64))
         chosen = choose_precision(cfg, model, DataSplits(split, split, split, "x"), torch.device("cpu"))
         out[name] = {"images_per_s": {k: round(v, 1) for k, v in rate.items()},

@@ -64,14 +64,17 @@ def step_seconds(model: GenerativeModel, cfg: Config, batch: torch.Tensor, preci
     return (time.perf_counter() - start) / steps
 
 
-def measure(model: GenerativeModel, cfg: Config, batch: torch.Tensor, budget_s: float = 10.0) -> dict[str, float]:
+def measure(model: GenerativeModel, cfg: Config, batch: torch.Tensor, budget_s: float = 10.0,
+            rounds: int = 2, steps: int | None = None) -> dict[str, float]:
     """Seconds per step in fp32 and bf16, interleaved so that load on the machine falls on both
-    alike: best of two rounds, or one round where that already took `budget_s`."""
-    steps = max(2, getattr(model, "n_critic", 1))  # a GAN's generator step comes once every n_critic
+    alike: best of `rounds` rounds, stopping early once `budget_s` is spent. `steps` per timing
+    (default: 2, or n_critic for a GAN)."""
+    # a GAN's generator step comes once every n_critic
+    steps = steps or max(2, getattr(model, "n_critic", 1))
     best = {"fp32": float("inf"), "bf16": float("inf")}
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        for round_ in range(2):
+        for round_ in range(rounds):
             if round_ and time.perf_counter() - start > budget_s:
                 break
             for precision in best:

@@ -69,12 +69,14 @@ def test_a_colour_vae_on_a_colour_folder(tmp_path, side, n_layers):
         f"name: cvae\ndata: {{name: imagefolder, path: {folder}, image_size: {side}, channels: 3}}\n"
         f"model: {{kind: vae, arch: conv, n_layers: {n_layers}, hidden: 16, latent_dim: 16, "
         f"likelihood: logistic256}}\n"
-        f"optim: {{lr: 3.0e-3}}\ntrain: {{epochs: 6, batch_size: 16}}\n"
+        f"optim: {{lr: 3.0e-3}}\ntrain: {{epochs: 10, batch_size: 16}}\n"
         f"log: {{runs_dir: {tmp_path / 'runs'}, n_images: 4}}\n")
     code, out, err = cli("train", str(tmp_path / "vae.yaml"), "--quiet")
     assert code == 0, err
     history = json.loads((tmp_path / "runs" / "cvae" / "metrics.json").read_text())["history"]
-    assert history[-1]["bits_per_dim"] < min(history[0]["bits_per_dim"], 8)  # learns, and beats 8 bits of noise
+    # Learns, and beats 8 bits of noise. At 6 epochs the 64 px run was still at 7.95-8.31 bits (seeds 0-2, fp32 and
+    # bf16, whichever train.precision: auto picks on the machine); at 10 epochs every one of those six is 7.60-7.75.
+    assert history[-1]["bits_per_dim"] < min(history[0]["bits_per_dim"], 8)
     code, out, err = cli("eval", str(tmp_path / "runs" / "cvae"), "--split", "test", "--iwae-k", "8")
     assert code == 0 and "bits_per_dim" in out and "iwae_bits_per_dim" in out, err
     code, _, err = cli("sample", str(tmp_path / "runs" / "cvae"), "-n", "8", "-o", str(tmp_path / "s.png"))

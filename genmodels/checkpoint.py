@@ -136,10 +136,13 @@ def load_tensors(path: str | Path, required: dict[str, type], map_location: torc
     return data
 
 
-def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str, keep: tuple[str, ...] = ()) -> None:
     """module.load_state_dict(weights) with a one-line error for a missing, extra or misshapen
-    tensor (instead of torch's list of every mismatch)."""
+    tensor (instead of torch's list of every mismatch). Entries whose names start with a prefix in
+    `keep` are not taken from `weights`, either side may lack them, and the module keeps its own."""
     own = module.state_dict()
+    weights = {k: v for k, v in weights.items() if not k.startswith(keep)} if keep else weights
+    weights |= {k: v for k, v in own.items() if keep and k.startswith(keep)}
     for name, tensor in weights.items():
         if name not in own:
             raise UserError(f"{source}: has '{name}', which the configured model lacks "

@@ -32,6 +32,8 @@ class TrainConfig(StrictModel):
                                                                                 "on CUDA; on CPU bf16 where "
                                                                                 "measured >= 1.3x faster (bf16 "
                                                                                 "units), else fp32")
+    compile: bool = Field(False, description="torch.compile the model's trained networks (the first steps wait "
+                                             "for the compiler; on CPU a C++ compiler is needed)")
     max_images: int | None = Field(None, ge=1, description="stop after this many training images (epochs "
                                                            "bound the run too)")
     eval_every_images: int | None = Field(None, ge=1, description="held-out evaluation (and a tuning trial's "

@@ -28,7 +28,7 @@ from genmodels.models import GenerativeModel, build_model, model_class
 from genmodels.precision import choose_precision
 from genmodels.recorder import HParams
 from genmodels.runs import checkpoint_path, load_run
-from genmodels.runtime import pick_device
+from genmodels.runtime import check_compiler, pick_device
 from genmodels.schema import validate
 from genmodels.evaluation import eval_context, evaluate_split
 from genmodels.train import Trainer
@@ -99,6 +99,8 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
     """
     run_dir = Path(run_dir) if run_dir else cfg.run_dir()
     device = pick_device(cfg.train.device)
+    if cfg.train.compile:
+        check_compiler(device)
     last = load_checkpoint(run_dir / "last.pt", device) if resume else None
     source = None
     if last is None and cfg.finetune is not None and (model is None or data is None or cfg.model is None):
@@ -125,6 +127,8 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
             announce(summary.text)
     if last is None:  # a resumed run keeps its own (a run from before auto measured kept 'auto': fp32 on CPU)
         cfg = choose_precision(cfg, model, data, device, quiet)
+    if cfg.train.compile:  # after the precision measurement, which trains copies of the eager model
+        model.compile_networks()
     scorer = make_scorer(cfg, device, quiet, data.image_shape)
     return Trainer(cfg, data, model, callbacks, run_dir, scorer, quiet, start=last, hparams=hparams)
 

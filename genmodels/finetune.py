@@ -92,7 +92,7 @@ def apply(model: GenerativeModel, kind: str, ft: FinetuneConfig, source: RunChec
     frozen = match(names, ft.freeze_patterns(), "freeze")
     frozen |= first_blocks(model, kind, ft)
     if source is not None:
-        load_weights(model, source.model, f"finetune.from: {where}")
+        load_weights(model, source.model, f"finetune.from: {where}", keep=model.run_state)
         _reinitialise(model, redrawn)
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 from typing import Any, Iterator
@@ -65,6 +66,14 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def check_compiler(device: torch.device) -> None:
+    """train.compile on a CPU: inductor builds C++ kernels, so a compiler must be at hand (told up
+    front, not at the first training step)."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")):
+        raise ConfigError("train.compile: torch.compile on a CPU needs a C++ compiler (g++ or clang++, or $CXX); "
+                          "none was found on PATH")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

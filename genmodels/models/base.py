@@ -121,6 +121,9 @@ class GenerativeModel(nn.Module, ABC):
     #: modules kept in eval mode while the rest trains: the frozen BatchNorm layers of a fine-tuned
     #: model keep the source's running statistics (set by genmodels.finetune.apply)
     fixed_statistics: Sequence[nn.Module] = ()
+    #: state_dict prefixes of what belongs to a run, not to the weights (a GAN's adaptive
+    #: augmentation probability): fine-tuning starts them afresh instead of taking the source's
+    run_state: ClassVar[tuple[str, ...]] = ()
 
     def train(self, mode: bool = True) -> "GenerativeModel":
         super().train(mode)
@@ -176,6 +179,16 @@ class GenerativeModel(nn.Module, ABC):
         """Why training should end now although the run is fine (a GAN's discriminator
         memorising its training images); None to go on (the default). best.pt stays as it is."""
         return None
+
+    def compile_networks(self) -> list[str]:
+        """train.compile: each child network with parameters that train, compiled in place with
+        torch.compile (its calls go through the compiled graph; parameters, state_dict keys and so
+        checkpoints stay as they are); returns their names. A call that must stay eager (a double
+        backward, which compiled graphs do not support) calls the network's `forward` itself."""
+        names = [n for n, child in self.named_children() if any(p.requires_grad for p in child.parameters())]
+        for name in names:
+            getattr(self, name).compile()
+        return names
 
     @torch.no_grad()
     def image_grids(self, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Building blocks shared by every model family: MLP stacks and conv encoders/decoders.
+"""Building blocks shared by every model family: MLP stacks, conv encoders/decoders, DCGAN's init.
 
 Conv stacks follow one plan: of `n_layers` blocks, the first two halve (encoder) or the last two
 double (decoder) the image side, the rest keep it, so 28x28 and 32x32 images both work
@@ -82,3 +82,19 @@ def check_conv_size(shape: tuple[int, int, int]) -> None:
     _, h, w = shape
     if h != w or h % 4:
         raise ValueError(f"conv models need square images with a side divisible by 4, got {h}x{w}")
+
+
+def leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights, as in the DCGAN paper; BatchNorm scales around 1."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        weight = module.parametrizations.weight.original if hasattr(module, "parametrizations") else module.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

@@ -6,6 +6,11 @@ Augmenting only the real images would teach the generator to produce augmented i
 sides through the same differentiable transforms leave the target distribution where it is while
 the discriminator can no longer memorise the few real images.
 
+With an adaptive probability (ADA, Karras et al. 2020) each image is augmented only with
+probability p, and p follows the discriminator's overfitting: r_t, the mean sign of its outputs on
+the training images it is shown, is compared with a target (ADA's 0.6) every few steps, and p moves
+up when r_t is above it, down when below, fast enough to go from 0 to 1 in `kimg` thousand images.
+
 Images are in the generator's range [-1, 1], (B, C, H, W); each transform draws per image.
 """
 
@@ -15,6 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -78,3 +84,46 @@ def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:
         for transform in POLICIES[name]:
             x = transform(x)
     return x
+
+
+class DiscriminatorAugment(nn.Module):
+    """What a GAN's discriminator sees in training: its input through the DiffAugment `policies`,
+    every image (target None) or each with the adaptive probability `p` (ADA's target for r_t).
+
+    The adaptive state (p and the r_t tally of the current interval) is kept in buffers, on the
+    device, and updated without reading it back: no host synchronisation per step, and a checkpoint
+    resumes it exactly. Without a target there are no buffers, so checkpoints of plain DiffAugment
+    GANs are unchanged."""
+
+    def __init__(self, policies: Sequence[str] = (), target: float | None = None, kimg: float = 500.0,
+                 interval: int = 4):
+        super().__init__()
+        self.policies, self.target, self.interval = tuple(policies), target, interval
+        self.images_per_unit = kimg * 1000  # images over which p can move by 1
+        if target is not None:
+            self.register_buffer("p", torch.zeros(()))
+            # sum of sign(D(x)) over the interval's training images, their count, and the steps in it
+            self.register_buffer("tally", torch.zeros(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.policies:
+            return x
+        augmented = diff_augment(x, self.policies)
+        if self.target is None:
+            return augmented
+        chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+        return torch.where(chosen, augmented, x)
+
+    @torch.no_grad()
+    def observe(self, d_real: torch.Tensor) -> None:
+        """Count D's outputs on one step's training images; at the end of every `interval` steps,
+        move p by sign(r_t - target) times the interval's images over `kimg` thousand."""
+        if self.target is None:
+            return
+        self.tally += torch.stack([torch.sign(d_real.float()).sum(), torch.tensor(float(d_real.numel()),
+                                   device=d_real.device), torch.ones((), device=d_real.device)])
+        due = self.tally[2] >= self.interval
+        r_t = self.tally[0] / self.tally[1]
+        step = torch.sign(r_t - self.target) * self.tally[1] / self.images_per_unit
+        self.p.copy_(torch.where(due, (self.p + step).clamp(0.0, 1.0), self.p))
+        self.tally.mul_((~due).float())

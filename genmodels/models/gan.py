@@ -14,13 +14,13 @@ from typing import Collection, Iterable, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
 from genmodels.images import to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
-from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
-from genmodels.models.diffaugment import diff_augment
+from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, dcgan_init, leaky_relu, mlp
+from genmodels.models.diffaugment import DiscriminatorAugment
 from genmodels.models.gan_watch import auc, overfitting
 from genmodels.models.resnet import ResNetDiscriminator, ResNetGenerator
 from genmodels.optim import OptimConfig, check_betas, make_optimizer
@@ -53,24 +53,19 @@ class GANConfig(ModelSection):
     overfit_gap: float | None = Field(None, gt=0.0, le=2.0, description="stop the run when r_t - r_v (D's mean "
                                                                        "sign on training minus held-out images) "
                                                                        "exceeds this; none: watch only")
+    ada_target: float | None = Field(None, gt=0.0, lt=1.0, description="augment each image only with a probability "
+                                     "p that moves r_t (D's mean sign on training images) towards this target (ADA: "
+                                     "0.6); none: every image")
+    ada_kimg: float = Field(500.0, gt=0.0, description="thousands of images over which p can move from 0 to 1 "
+                                                       "(ADA: 500; less for short runs)")
 
     _betas = field_validator("betas_g", "betas_d")(check_betas)
 
-
-def leaky_relu() -> nn.Module:
-    return nn.LeakyReLU(0.2)
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """N(0, 0.02) weights, as in the DCGAN paper; BatchNorm scales around 1."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        weight = module.parametrizations.weight.original if hasattr(module, "parametrizations") else module.weight
-        nn.init.normal_(weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
+    @model_validator(mode="after")
+    def _ada_needs_policies(self) -> "GANConfig":
+        if self.ada_target is not None and not self.diffaugment:
+            raise ValueError("ada_target adapts how often model.diffaugment applies: name its policies too")
+        return self
 
 
 class GAN(GenerativeModel):
@@ -86,6 +81,7 @@ class GAN(GenerativeModel):
                "precision": "maximize", "recall": "maximize", "precision_se": None, "recall_se": None,
                "r_v": None, "d_real": None, "r_t": None, "d_gap": None}
     monitor = "fid"
+    run_state = ("augment.",)  # the adaptive augmentation probability is the run's, not the weights'
     # The sample-quality metrics computed only on request (eval.metrics, or a final report), and
     # what each request adds.
     OPTIONAL_METRICS = {"fid_inf": ("fid_inf", "fid_inf_se"), "kid": ("kid", "kid_se"),
@@ -118,6 +114,8 @@ class GAN(GenerativeModel):
         judge_after: int = 1000,
         diffaugment: tuple[str, ...] = (),
         overfit_gap: float | None = None,
+        ada_target: float | None = None,
+        ada_kimg: float = 500.0,
     ):
         super().__init__()
         if loss not in ("ns", "hinge", "wgan-gp"):
@@ -128,7 +126,8 @@ class GAN(GenerativeModel):
         self.loss, self.n_critic, self.gp_weight, self.ema_decay = loss, n_critic, gp_weight, ema
         self.lr_g, self.lr_d, self.betas_g, self.betas_d = lr_g, lr_d, betas_g, betas_d
         self.judge_after = judge_after
-        self.diffaugment, self.overfit_gap = tuple(diffaugment), overfit_gap
+        self.overfit_gap = overfit_gap
+        self.augment = DiscriminatorAugment(diffaugment, ada_target, ada_kimg)  # what D sees in training
         if arch == "mlp":
             d = c * h * w
             self.generator = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [d], norm=True),
@@ -174,10 +173,11 @@ class GAN(GenerativeModel):
 
     def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """(||grad D(x_hat)|| - 1)^2 on random interpolates: keeps the critic 1-Lipschitz
-        (Gulrajani et al. 2017). Computed in float32, outside autocast."""
+        (Gulrajani et al. 2017). Computed in float32, outside autocast, and eagerly under train.compile:
+        its double backward cannot pass through a compiled graph."""
         alpha = torch.rand(real.shape[0], *[1] * (real.ndim - 1), device=real.device)
         x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.discriminator(x_hat).sum(), x_hat, create_graph=True)
+        (grad,) = torch.autograd.grad(self.discriminator.forward(x_hat).sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
     # --- one training step: a critic update, and every n_critic-th time a generator update ----
@@ -194,14 +194,17 @@ class GAN(GenerativeModel):
             with torch.set_grad_enabled(g_turn):
                 fake = self.generator(z)
             # Real and fake in one critic pass: one spectral-norm power iteration, one larger matmul.
-            d_real, d_fake = self.discriminator(self._seen(torch.cat([real, fake.detach()]))).float().split(len(real))
+            d_real, d_fake = self.discriminator(self.augment(torch.cat([real, fake.detach()]))).float().split(len(real))
             d_loss = self.d_loss(d_real, d_fake)
+        self.augment.observe(d_real)
         if self.loss == "wgan-gp":
             d_loss = d_loss + self.gp_weight * self.gradient_penalty(real, fake.detach().float())
         update.step("d", d_loss)
         self.d_updates += 1  # stays on the device; the Python count decides the schedule
         self._d_steps += 1
         out = {"d_loss": d_loss.detach(), "d_real": d_real.mean().detach(), "d_fake": d_fake.mean().detach()}
+        if self.augment.target is not None:
+            out["ada_p"] = self.augment.p.detach().clone()
         if g_turn:
             # No D gradients are needed for G's step. Only the parameters that train are switched
             # back on afterwards: layers frozen for fine-tuning stay frozen.
@@ -209,17 +212,13 @@ class GAN(GenerativeModel):
             for p in d_params:
                 p.requires_grad_(False)
             with update.autocast():
-                g_loss = self.g_loss(self.discriminator(self._seen(fake)).float())
+                g_loss = self.g_loss(self.discriminator(self.augment(fake)).float())
             update.step("g", g_loss)
             for p in d_params:
                 p.requires_grad_(True)
             self._update_ema(self._d_steps // self.n_critic)
             out["g_loss"] = g_loss.detach()
         return out
-
-    def _seen(self, images: torch.Tensor) -> torch.Tensor:
-        """What the discriminator sees in training: the images under DiffAugment when it is on."""
-        return diff_augment(images, self.diffaugment) if self.diffaugment else images
 
     @torch.no_grad()
     def _update_ema(self, g_steps: int) -> None:

@@ -1,17 +1,21 @@
-"""Helpers the benchmarks share: the datasets in torchvision's layout, a matmul peak, results."""
+"""Helpers the benchmarks share: the datasets in torchvision's layout, a matmul peak, the machine, a paired
+difference over seeds, results."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from scipy import stats
 
 from genmodels.data import find_dataset
+from genmodels.precision import bf16_units, cpu_flags
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,3 +59,24 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> f
     if device.type == "cuda":
         torch.cuda.synchronize()
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def machine() -> str:
+    """The CPU, its cores and its bf16 matrix units: a wall time holds for this machine only."""
+    name, _ = cpu_flags()
+    return f"{name}, {os.cpu_count()} cores, bf16 units: {', '.join(bf16_units()) or 'none'}"
+
+
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, tuple[float, float]]:
+    """mean(a - b) over runs paired by seed, its standard error over seeds (the sample standard
+    deviation of the differences over sqrt(seeds)) and a 95% Student t interval with seeds - 1 degrees
+    of freedom: the spread a fresh set of seeds would show, where runs of different seeds are
+    independent (tests/test_benchmark_stats.py checks its coverage by simulation)."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("paired_difference needs two lists of the same length, at least 2")
+    d = [x - y for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    se = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5 / n ** 0.5
+    half = float(stats.t.ppf(0.975, n - 1)) * se
+    return mean, se, (mean - half, mean + half)

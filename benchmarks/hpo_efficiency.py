@@ -43,7 +43,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from common import RESULTS, write_result
+from common import RESULTS, machine, write_result
 from genmodels.config import Config
 from genmodels.experiment import evaluate_run
 from genmodels.runtime import setup_process
@@ -305,14 +305,6 @@ def trial_epochs(space: dict[str, Any]) -> int:
 def median_of(values: list[float | None]) -> float:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else math.nan
-
-
-def machine() -> str:
-    """The CPU, its cores and whether it has bf16 matrix units: the wall times hold for it only."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    units = [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in info]
-    return f"{name}, {multiprocessing.cpu_count()} cores, bf16 units: {', '.join(units) or 'none'}"
 
 
 def encoded(done: dict[tuple[str, int], list], tests: dict[tuple[str, int], float | None],

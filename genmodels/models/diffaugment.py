@@ -120,8 +120,9 @@ class DiscriminatorAugment(nn.Module):
         move p by sign(r_t - target) times the interval's images over `kimg` thousand."""
         if self.target is None:
             return
-        self.tally += torch.stack([torch.sign(d_real.float()).sum(), torch.tensor(float(d_real.numel()),
-                                   device=d_real.device), torch.ones((), device=d_real.device)])
+        self.tally[0] += torch.sign(d_real.float()).sum()
+        self.tally[1] += d_real.numel()  # Python scalars: no tensor to copy to the device
+        self.tally[2] += 1
         due = self.tally[2] >= self.interval
         r_t = self.tally[0] / self.tally[1]
         step = torch.sign(r_t - self.target) * self.tally[1] / self.images_per_unit

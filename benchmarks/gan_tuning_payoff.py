@@ -10,6 +10,15 @@ or the best-so-far held-out values at each report step rank the trials better.
 
     GENMODELS_DATA=../shared/datasets python benchmarks/gan_tuning_payoff.py \\
         --study runs/tune_dcgan_fashion [--images 162000] [--seeds 0 1] [--only base best examples ranking]
+
+At the base recipe's own budget (20 epochs of the 54,000 training images), on seeds no trial used
+(the study's trials all ran seed 0), the base and the best config side by side, one thread each:
+
+    python benchmarks/gan_tuning_payoff.py --images 1080000 --seeds 2 --only base --threads 1 --tag 20ep &
+    python benchmarks/gan_tuning_payoff.py --images 1080000 --seeds 2 --only best --threads 1 --tag 20ep
+
+Runs live in runs/payoff-<tag>/ and resume from their last checkpoint when the command is run
+again (Ctrl-C or SIGTERM saves one); each finished run's scores are merged into the results file.
 """
 
 from __future__ import annotations
@@ -54,21 +63,37 @@ def test_scores(model: torch.nn.Module, test_images: torch.Tensor, quality: Samp
 
 
 def train_config(path: Path, name: str, seed: int, images: int, runs: Path) -> tuple[dict, float]:
-    """Train a run config for `images` training images; its test scores and wall time."""
+    """Train a run config for `images` training images (continuing its last checkpoint under `runs`
+    if there is one); its test scores, precision and wall time of this invocation. Held-out FID is
+    evaluated (and a checkpoint kept) every 3 epochs' images or at the end, whichever comes first."""
     cfg = load_config(path, [f"name={name}", f"seed={seed}", f"log.runs_dir={runs}", f"train.max_images={images}",
-                             "train.epochs=1000", "train.patience=null", "train.eval_every_images=null"])
+                             "train.epochs=1000", "train.patience=null",
+                             f"train.eval_every_images={min(images, 162_000)}"])
     start = time.perf_counter()
-    trainer = build(cfg, quiet=True)
+    trainer = build(cfg, quiet=True, resume=(runs / name / "last.pt").is_file())
     trainer.fit()
     seconds = time.perf_counter() - start
-    return test_scores(trainer.model, trainer.data.test.images, scorer()), seconds
+    scores = test_scores(trainer.model, trainer.data.test.images, scorer())
+    heldout = [{"images": h["images"], "fid": round(h["fid"], 3)} for h in trainer.state.history if "fid" in h]
+    return scores | {"train_precision": trainer.cfg.train.precision, "heldout_curve": heldout}, seconds
 
 
 def best_config(study_dir: Path) -> Path:
-    best = study_dir / "best_config.yaml"
-    if not best.is_file():
-        raise SystemExit(f"{best}: no best config; run the study first (see the README's 'Tune a GAN')")
-    return best
+    """The study's best config; without the study's folder, the copy its results keep."""
+    for best in (study_dir / "best_config.yaml", RESULTS / "tune_dcgan_fashion_best_config.yaml"):
+        if best.is_file():
+            return best
+    raise SystemExit(f"{study_dir / 'best_config.yaml'}: no best config; run the study first (README's 'Tune a GAN')")
+
+
+def record(name: str, images: int, label: str, seed: int, scores: dict) -> None:
+    """Merge one run's scores into benchmarks/results/<name>.json, read afresh: runs of the same
+    budget may finish in other processes."""
+    path = RESULTS / f"{name}.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out["images"], out["test_samples"] = images, TEST_SAMPLES
+    out.setdefault(label, {})[str(seed)] = scores
+    write_result(name, out)
 
 
 def ranking(study_dir: Path, study_name: str) -> dict:
@@ -135,46 +160,42 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=162_000, help="training images per run (3 epochs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--only", nargs="+", default=["base", "best", "examples", "ranking"])
+    parser.add_argument("--tag", default="", help="results in gan_tuning_payoff-<tag>.json, runs in runs/payoff-<tag>")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (runs side by side share the cores)")
     args = parser.parse_args()
-    setup_process()
+    setup_process(args.threads)
     study_dir = Path(args.study)
-    path = RESULTS / "gan_tuning_payoff.json"
-    out = json.loads(path.read_text()) if path.exists() else {}
-    out["images"], out["test_samples"] = args.images, TEST_SAMPLES
+    name = "gan_tuning_payoff" + (f"-{args.tag}" if args.tag else "")
     base = ROOT / "experiments" / "dcgan_fashion.yaml"  # the study's base: the recipe a user starts from
     best = best_config(study_dir) if "best" in args.only else None
-    runs = Path(tempfile.mkdtemp(prefix="payoff-"))
-    grids = {}
+    runs = ROOT / "runs" / f"payoff-{args.tag or args.images}"
     for label, path in (("base", base), ("best", best)):
         if label not in args.only:
             continue
         for seed in args.seeds:
             scores, seconds = train_config(path, f"{label}-{seed}", seed, args.images, runs)
-            out.setdefault(label, {})[str(seed)] = {**scores, "train_seconds": round(seconds, 1)}
+            record(name, args.images, label, seed, {**scores, "train_seconds": round(seconds, 1)})
             print(f"{label:<8} seed {seed}: {scores}  ({seconds:.0f}s)", flush=True)
-            write_result("gan_tuning_payoff", out)  # each run is minutes of CPU: keep it as soon as it ends
-            _, model, _ = load_run(runs / f"{label}-{seed}", "last")
-            grids.setdefault(label, model.sample(64, torch.Generator().manual_seed(0)))
+            if seed == args.seeds[0]:
+                _, model, _ = load_run(runs / f"{label}-{seed}", "last")
+                grid = make_grid(model.sample(64, torch.Generator().manual_seed(0)), nrow=8)
+                save_image(grid, RESULTS / f"{name.replace('_payoff', '')}_{label}_samples.png")
     if "examples" in args.only:
-        tv_root = torchvision_root(runs / "tv")
+        tv_root = torchvision_root(Path(tempfile.mkdtemp(prefix="payoff-tv-")))
         test = load_data(DataConfig(name="fashion-mnist")).test.images
         for seed in args.seeds:
             net_g, seconds = examples_dcgan.train(tv_root, args.images, seed, runs / f"examples-{seed}")
             fake = examples_dcgan.sample(net_g, TEST_SAMPLES, seed=0)
             quality = scorer()
             scores = {k: round(v, 4) for k, v in quality.score("test", test, fake, full=True).items()}
-            out.setdefault("examples", {})[str(seed)] = {**scores, "features": quality.name,
-                                                        "train_seconds": round(seconds, 1)}
+            record(name, args.images, "examples", seed, {**scores, "features": quality.name,
+                                                         "train_seconds": round(seconds, 1)})
             print(f"examples seed {seed}: {scores}  ({seconds:.0f}s)", flush=True)
-            write_result("gan_tuning_payoff", out)
     if "ranking" in args.only:  # a study's folder is named after it
+        out = json.loads((RESULTS / f"{name}.json").read_text()) if (RESULTS / f"{name}.json").exists() else {}
         out["ranking"] = ranking(study_dir, study_dir.name)
         print(json.dumps({k: v for k, v in out["ranking"].items() if k != "trials"}, indent=2), flush=True)
-    if grids:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        for label, images in grids.items():
-            save_image(make_grid(images, nrow=8), RESULTS / f"gan_tuning_{label}_samples.png")
-    write_result("gan_tuning_payoff", out)
+        write_result(name, out)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
     p.add_argument("--seed", type=int, help="noise seed (default: the run's seed)")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="(default: best)")
+    p.add_argument("--class", dest="label", type=int, help="a conditional run: every sample of this class "
+                                                          "(default: the classes in turn, one per column)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("fid", help="FID (and KID, precision/recall) between two image sets",

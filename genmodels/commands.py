@@ -89,9 +89,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not 1 <= args.n <= 100_000:
         raise UserError(f"-n: expected a number of images from 1 to 100000, got {args.n}")
     cfg, model, _ = load_run(args.run_dir, args.checkpoint)
+    labels, nrow = None, grid_columns(args.n)
+    if args.label is not None:
+        if not model.conditional:
+            raise UserError(f"--class: {args.run_dir} is an unconditional run (model.n_classes: 0); it takes no class")
+        if not 0 <= args.label < model.n_classes:
+            raise UserError(f"--class: expected a class from 0 to {model.n_classes - 1}, got {args.label}")
+        labels = torch.full((args.n,), args.label)
+    elif model.conditional:
+        nrow = min(model.n_classes, args.n)  # the classes in turn: a column per class
     seed = cfg.seed if args.seed is None else args.seed
-    images = model.sample(args.n, torch.Generator().manual_seed(seed))
-    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=grid_columns(args.n), format="png"))
+    noise = torch.Generator().manual_seed(seed)
+    images = model.sample(args.n, noise) if labels is None else model.sample(args.n, noise, labels=labels)
+    atomic_write(args.output, lambda tmp: save_image(images, tmp, nrow=nrow, format="png"))
     print(f"wrote {args.n} samples to {args.output}")
     return 0
 

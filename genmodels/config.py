@@ -27,11 +27,13 @@ class TrainConfig(StrictModel):
     eval_batch_size: int = Field(1000, ge=1, description="images per evaluation batch")
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm (none: off)")
     # auto: bfloat16 autocast on CUDA (float16 + loss scaling where bf16 is missing); on a CPU,
-    # bf16 where it has bf16 matrix units and the model measures faster with it (precision.py).
+    # bf16 where it has bf16 matrix units and the model measures faster with it (precision.py);
+    # fp32 for a GAN, which bf16 trained worse.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="autocast dtype; auto: bf16 "
                                                                                 "on CUDA; on CPU bf16 where "
                                                                                 "measured >= 1.3x faster (bf16 "
-                                                                                "units), else fp32")
+                                                                                "units), else fp32; fp32 for "
+                                                                                "a GAN on any device")
     compile: bool = Field(False, description="torch.compile the model's trained networks (the first steps wait "
                                              "for the compiler; on CPU a C++ compiler is needed)")
     max_images: int | None = Field(None, ge=1, description="stop after this many training images (epochs "

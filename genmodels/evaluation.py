@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from genmodels.config import Config
+from genmodels.data.tensors import DataSplits, Split
 from genmodels.models.base import EvalContext, GenerativeModel, SampleScorer
 
 
@@ -21,14 +22,18 @@ def progress(total: int, desc: str, quiet: bool = False, initial: int = 0) -> tq
                 disable=quiet or not sys.stderr.isatty())
 
 
-def eval_context(cfg: Config, device: torch.device, split: str, full: bool = False,
-                 scorer: SampleScorer | None = None, options: BaseModel | None = None,
-                 train_images: torch.Tensor | None = None) -> EvalContext:
+def eval_context(cfg: Config, device: torch.device, split: str, data: DataSplits, conditional: bool = False,
+                 full: bool = False, scorer: SampleScorer | None = None,
+                 options: BaseModel | None = None) -> EvalContext:
     """Evaluation noise from eval.noise_seed: the same weights give the same numbers, and runs
-    (trials of a study among them) are scored on the same noise. `train_images`: the training
-    split, for the models that compare themselves on it (a GAN's overfitting watch)."""
+    (trials of a study among them) are scored on the same noise. The training split goes along
+    for the models that compare themselves on it (a GAN's overfitting watch); a conditional
+    model also gets the labels of both splits."""
+    part = {"heldout": data.heldout, "test": data.test}[split]
     return EvalContext(generator=torch.Generator(device).manual_seed(cfg.eval.noise_seed), split=split, full=full,
-                       scorer=scorer, fid_samples=cfg.eval.fid_samples, options=options, train_images=train_images)
+                       scorer=scorer, fid_samples=cfg.eval.fid_samples, options=options,
+                       train_images=data.train.images, labels=part.labels if conditional else None,
+                       train_labels=data.train.labels if conditional else None)
 
 
 @torch.no_grad()
@@ -44,3 +49,13 @@ def evaluate_split(model: GenerativeModel, images: torch.Tensor, ctx: EvalContex
                 bar.update()
 
         return model.evaluate(batches(), ctx)
+
+
+@torch.no_grad()
+def image_grids(model: GenerativeModel, split: Split, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The model's TensorBoard grids from the split's first n images (with their labels for a
+    conditional model)."""
+    n = min(n, len(split))
+    model.eval()
+    extra = (split.labels[:n],) if model.conditional else ()  # an unconditional model's own signature
+    return model.image_grids(split.images[:n], generator, *extra)

@@ -23,6 +23,7 @@ from genmodels.callbacks import Callback
 from genmodels.errors import ConfigError, UserError
 from genmodels.files import write_json
 from genmodels.finetune import FinetuneConfig
+from genmodels.metrics.features import resolve
 from genmodels.metrics.quality import QUALITY_METRICS, SampleQuality
 from genmodels.models import GenerativeModel, build_model, model_class
 from genmodels.precision import choose_precision
@@ -66,6 +67,10 @@ def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
     cls = model_class(cfg.model.kind)
     reported = cls.reported_metrics(cfg.eval.metrics, section=cfg.model)
     for name in names:
+        if name.startswith("class_accuracy") and name in reported and \
+                resolve(cfg.eval.features, cfg.data.name) != "classifier":
+            raise ConfigError(f"{field}: '{name}' needs the labelled classifier as eval.features (got "
+                              f"'{cfg.eval.features}', which has no classes)")
         if name in reported and cls.metrics.get(name) is not None:
             continue
         if name in QUALITY_METRICS and name in cls.metrics:
@@ -77,6 +82,20 @@ def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
             why = f"is not a metric a '{cfg.model.kind}' model reports"
         objectives = sorted(m for m in reported if cls.metrics.get(m) is not None)
         raise ConfigError(f"{field}: '{name}' {why} (expected one of {', '.join(objectives)})")
+
+
+def check_labels(cfg: Config, data: DataSplits) -> None:
+    """A conditional model's classes cover the data's labels, and the data has classes to give."""
+    n = getattr(cfg.model, "n_classes", 0)
+    if not n:
+        return
+    labels = torch.cat([data.train.labels, data.heldout.labels, data.test.labels])
+    if labels.min() < 0 or labels.max() >= n:
+        raise ConfigError(f"model.n_classes: {n} classes (labels 0 to {n - 1}), but data '{cfg.data.name}' has "
+                          f"labels {int(labels.min())} to {int(labels.max())}")
+    if len(data.train.labels.unique()) < 2:
+        raise ConfigError(f"model.n_classes: data '{cfg.data.name}' has one class only; a conditional model needs "
+                          f"labelled images (an image folder's labels are its subfolders)")
 
 
 def make_scorer(cfg: Config, device: torch.device, quiet: bool = False,
@@ -113,6 +132,7 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
     if reference is not None and data.image_shape != tuple(reference.image_shape):
         raise ConfigError(f"finetune.from: the checkpoint's model takes images {tuple(reference.image_shape)}, "
                           f"data '{cfg.data.name}' has {data.image_shape}")
+    check_labels(cfg, data)
     start_from_source = source is not None and model is None
     if model is None:
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stays as it was
@@ -158,7 +178,7 @@ def evaluate_run(run_dir: str | Path, split: str = "heldout", which: str = "best
                         f"{data.image_shape}")
     scorer = make_scorer(cfg, device, quiet, data.image_shape)
     images = {"heldout": data.heldout, "test": data.test}[split]
-    ctx = eval_context(cfg, device, split, full=True, scorer=scorer, options=opts, train_images=data.train.images)
+    ctx = eval_context(cfg, device, split, data, model.conditional, full=True, scorer=scorer, options=opts)
     metrics = evaluate_split(model, images.images, ctx, cfg.train.eval_batch_size, quiet)
     report = {"split": split, "epoch": ckpt.epoch, "images": len(images), "dataset": cfg.data.name,
               **({"options": opts.model_dump()} if opts.model_fields_set else {}),

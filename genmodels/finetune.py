@@ -25,6 +25,7 @@ from torch import nn
 from genmodels.checkpoint import RunCheckpoint, load_weights
 from genmodels.errors import ConfigError
 from genmodels.models.base import GenerativeModel
+from genmodels.models.conditional import ConditionalBatchNorm
 from genmodels.schema import StrictModel
 
 
@@ -128,11 +129,11 @@ def layer_blocks(net: nn.Module, prefix: str) -> list[list[str]]:
     blocks: list[list[str]] = []
 
     def visit(module: nn.Module, name: str) -> None:
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, (nn.Sequential, nn.ModuleList)):
             for child_name, child in module.named_children():
                 visit(child, f"{name}.{child_name}")
         elif any(True for _ in module.parameters()):
-            if isinstance(module, nn.modules.batchnorm._NormBase) and blocks:
+            if isinstance(module, (nn.modules.batchnorm._NormBase, ConditionalBatchNorm)) and blocks:
                 blocks[-1].append(name)
             else:
                 blocks.append([name])
@@ -167,6 +168,10 @@ def _frozen_with_statistics(model: nn.Module) -> list[nn.Module]:
     """Modules all of whose parameters are frozen and that hold running statistics (BatchNorm)."""
     out = []
     for module in model.modules():
+        if isinstance(module, ConditionalBatchNorm):  # its statistics sit in a norm without parameters
+            if not any(p.requires_grad for p in module.parameters()):
+                out.append(module.norm)
+            continue
         params = list(module.parameters(recurse=False))
         if params and not any(p.requires_grad for p in params) and any(True for _ in module.buffers(recurse=False)):
             out.append(module)

@@ -1,5 +1,7 @@
 """`train.precision: auto` on a CPU: bfloat16 autocast where this CPU has bf16 matrix units
 (AVX512-BF16 or AMX) *and* the run's own model trains measurably faster with it, float32 elsewhere.
+A GAN is float32 on every device: bf16 trained the DCGAN recipe to a worse FID at equal images
+(benchmarks/precision_quality.py), so it is no free speed there.
 
 Whether bf16 pays depends on the CPU and on the model: on AMX a wide convolution runs several
 times faster, while a small network spends its step converting tensors and gets slower. So
@@ -53,19 +55,22 @@ def bf16_units() -> list[str]:
     return [flag for flag in BF16_FLAGS if flag in cpu_flags()[1]]
 
 
-def step_seconds(model: GenerativeModel, cfg: Config, batch: torch.Tensor, precision: str, steps: int) -> float:
-    """Seconds per training step of a copy of `model` (its optimizers fresh), after one warm-up step."""
+def step_seconds(model: GenerativeModel, cfg: Config, batch: torch.Tensor, precision: str, steps: int,
+                 labels: torch.Tensor | None = None) -> float:
+    """Seconds per training step of a copy of `model` (its optimizers fresh), after one warm-up
+    step; `labels`: the batch's, for a conditional model."""
     trial = copy.deepcopy(model).train()
     updater = Updater(trial.configure_optimizers(cfg.optim), batch.device, precision, cfg.train.grad_clip)
-    trial.training_step(batch, updater)
+    extra = (labels,) if labels is not None else ()  # an unconditional model takes none
+    trial.training_step(batch, updater, *extra)
     start = time.perf_counter()
     for _ in range(steps):
-        trial.training_step(batch, updater)
+        trial.training_step(batch, updater, *extra)
     return (time.perf_counter() - start) / steps
 
 
 def measure(model: GenerativeModel, cfg: Config, batch: torch.Tensor, budget_s: float = 10.0,
-            rounds: int = 2, steps: int | None = None) -> dict[str, float]:
+            rounds: int = 2, steps: int | None = None, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Seconds per step in fp32 and bf16, interleaved so that load on the machine falls on both
     alike: best of `rounds` rounds, stopping early once `budget_s` is spent. `steps` per timing
     (default: 2, or n_critic for a GAN)."""
@@ -78,7 +83,7 @@ def measure(model: GenerativeModel, cfg: Config, batch: torch.Tensor, budget_s: 
             if round_ and time.perf_counter() - start > budget_s:
                 break
             for precision in best:
-                best[precision] = min(best[precision], step_seconds(model, cfg, batch, precision, steps))
+                best[precision] = min(best[precision], step_seconds(model, cfg, batch, precision, steps, labels))
     return best
 
 
@@ -86,11 +91,14 @@ def choose_precision(cfg: Config, model: GenerativeModel, data: DataSplits, devi
                      quiet: bool = False) -> Config:
     """`cfg` with train.precision 'auto' resolved for a CPU run (on CUDA, autocast_dtype decides:
     bf16, or fp16 where bf16 is missing). Under torchrun the ranks would measure apart, so there
-    it is fp32."""
-    if cfg.train.precision != "auto" or device.type != "cpu":
+    it is fp32. A family whose reduced precision trained measurably worse (a GAN) is fp32 on any
+    device: 'auto' promises speed where it costs no quality."""
+    if cfg.train.precision != "auto" or (device.type != "cpu" and type(model).auto_reduced_precision):
         return cfg
-    units = bf16_units()
-    if not units or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    units = bf16_units() if device.type == "cpu" else []
+    if not type(model).auto_reduced_precision:
+        choice, why = "fp32", f"{cfg.model.kind}: bf16 trained it to a worse FID than fp32 at equal images"
+    elif not units or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         choice, why = "fp32", "no bf16 matrix units on this CPU" if not units else "torchrun: not measured per rank"
     else:
         choice, why = _measured(cfg, model, data, units)
@@ -110,8 +118,9 @@ def _measured(cfg: Config, model: GenerativeModel, data: DataSplits, units: list
     except (OSError, ValueError):
         known = {}
     if key not in known or set(known[key]) != {"fp32", "bf16"}:
-        batch = data.train.images[: cfg.train.batch_size]
-        known[key] = {k: round(v, 6) for k, v in measure(model, cfg, batch).items()}
+        batch, labels = data.train.images[: cfg.train.batch_size], data.train.labels[: cfg.train.batch_size]
+        known[key] = {k: round(v, 6) for k, v in measure(model, cfg, batch,
+                                                         labels=labels if model.conditional else None).items()}
         try:
             write_json(path, known)
         except OSError:

@@ -25,7 +25,7 @@ from genmodels.checkpoint import RunCheckpoint, load_weights, own_streams, rng_s
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
 from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError, RunFailed
-from genmodels.evaluation import eval_context, evaluate_split, progress
+from genmodels.evaluation import eval_context, evaluate_split, image_grids, progress
 from genmodels.models.base import GenerativeModel, SampleScorer, Updater
 from genmodels.recorder import HParams, RunRecorder
 from genmodels.run_state import FitResult, LossWindow, TrainState
@@ -36,11 +36,10 @@ from genmodels.strategy import strategy_from_env
 class Trainer:
     """Trains `model` on `data` as `cfg` says, evaluating on the held-out split.
 
-    Owns seeding, epochs, batching, logging (TensorBoard scalars and image grids, through the
-    recorder), checkpoints with exact resume, Ctrl-C/SIGTERM handling and a progress bar. `start`
-    continues a run from its checkpoint (weights, optimizer moments, RNG streams, data order,
-    progress); `hparams` chooses what the HParams record shows (a tuning trial: its searched
-    fields). Monitoring the held-out metric `train.monitor` (or the model's default) picks best.pt.
+    Owns seeding, epochs, batching (labels for conditional models only), logging (through the
+    recorder), checkpoints with exact resume, Ctrl-C/SIGTERM and a progress bar. `start` continues a
+    run from its checkpoint (weights, optimizer moments, RNG streams, data order, progress); `hparams`:
+    what the HParams record shows. The held-out `train.monitor` (or the model's default) picks best.pt.
     """
 
     def __init__(self, cfg: Config, data: DataSplits, model: GenerativeModel, callbacks: Sequence[Callback] = (),
@@ -168,7 +167,7 @@ class Trainer:
         return every is not None and self.state.images_seen // every > last // every
 
     def _train_epoch(self) -> None:
-        train, bs, s = self.data.train.images, self.cfg.train.batch_size, self.state
+        train, labels, bs, s = self.data.train.images, self.data.train.labels, self.cfg.train.batch_size, self.state
         if s.perm is None:
             s.perm = torch.randperm(train.shape[0], generator=self.shuffle)
         perm = s.perm.to(self.device)
@@ -179,7 +178,9 @@ class Trainer:
         try:
             while s.batch_index < n_batches and not self.done():
                 batch = perm[s.batch_index * bs : (s.batch_index + 1) * bs]
-                losses = self.model.training_step(take(train, self.strategy.shard(batch)), self.updater)
+                mine = self.strategy.shard(batch)
+                extra = (labels[mine],) if self.model.conditional else ()  # never labels for an unconditional model
+                losses = self.model.training_step(take(train, mine), self.updater, *extra)
                 s.step, s.batch_index, s.images_seen = s.step + 1, s.batch_index + 1, s.images_seen + len(batch)
                 self.losses.add(losses)
                 if s.step % self.cfg.train.log_every == 0:
@@ -220,7 +221,7 @@ class Trainer:
         same numbers. full=True asks for the final-report metrics too (e.g. KID, precision/recall);
         `options` are the model family's own evaluation options."""
         images = {"heldout": self.data.heldout, "test": self.data.test}[split].images
-        ctx = eval_context(self.cfg, self.device, split, full, self.scorer, options, self.data.train.images)
+        ctx = eval_context(self.cfg, self.device, split, self.data, self.model.conditional, full, self.scorer, options)
         return evaluate_split(self.model, images, ctx, self.cfg.train.eval_batch_size, self.quiet)
 
     def _evaluation(self) -> None:
@@ -236,9 +237,8 @@ class Trainer:
         self.recorder.scalars("heldout", metrics, s.step)
         self.recorder.train_vs_heldout(self.losses.since_evaluation(), metrics, s.step)
         if strategy.is_main and ((len(s.history) + 1) % self.cfg.log.images_every == 0 or self.done()):
-            n = min(self.cfg.log.n_images, len(self.data.heldout))
-            self.model.eval()
-            self.recorder.images(self.model.image_grids(self.data.heldout.images[:n], self._fixed_noise()), s.step)
+            self.recorder.images(image_grids(self.model, self.data.heldout, self.cfg.log.n_images,
+                                             self._fixed_noise()), s.step)
         s.history.append({"epoch": epoch, "step": s.step, "images": s.images_seen, **metrics})
         value = metrics[self.monitor]
         if not math.isfinite(value):

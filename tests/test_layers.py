@@ -28,9 +28,9 @@ LAYERS = [
     ["finetune"],  # the finetune section and its build step
     ["metrics.features", "metrics.quality", "metrics.contrastive", "metrics.classifier", "metrics.inception",
      "metrics.extractor", "metrics.augment", "metrics.knn",
-     "metrics.download"],
-    ["models.__init__", "models.base", "models.vae", "models.gan"],
-    ["models.blocks", "models.resnet", "models.diffaugment", "models.gan_watch"],
+     "metrics.download", "metrics.by_class"],
+    ["models.__init__", "models.base", "models.vae", "models.gan", "models.gan_config", "models.gan_nets"],
+    ["models.blocks", "models.resnet", "models.diffaugment", "models.gan_watch", "models.conditional"],
     ["data.__init__", "data.splits"],  # a data section -> a run's splits
     # one module per source format
     ["data.idx", "data.imagefolder", "data.cifar", "data.svhn", "data.stl10", "data.celeba"],

@@ -1,5 +1,6 @@
 """train.precision: auto on a CPU: bf16 only with bf16 matrix units and a measured gain, the
-measurement cached per machine and model, the choice written into the run's config."""
+measurement cached per machine and model, the choice written into the run's config; a GAN, which
+bf16 trained worse, fp32 on any device without measuring."""
 
 import json
 
@@ -13,12 +14,13 @@ from genmodels.experiment import build
 from genmodels.models import build_model
 from genmodels.precision import MIN_SPEEDUP, bf16_units, choose_precision, measure
 
-MODEL = {"kind": "gan", "arch": "dcgan", "n_layers": 2, "hidden": 8, "latent_dim": 8}
+VAE = {"kind": "vae", "arch": "conv", "n_layers": 2, "hidden": 8, "latent_dim": 8}
+GAN = {"kind": "gan", "arch": "dcgan", "n_layers": 2, "hidden": 8, "latent_dim": 8}
 
 
-def config(tmp_path, precision="auto"):
+def config(tmp_path, precision="auto", model=VAE):
     return Config.model_validate({"name": "p", "data": {"name": "mnist", "limit": 300},
-                                  "model": MODEL, "train": {"epochs": 1, "batch_size": 32, "precision": precision},
+                                  "model": model, "train": {"epochs": 1, "batch_size": 32, "precision": precision},
                                   "eval": {"fid_samples": 50, "metrics": []},
                                   "log": {"runs_dir": str(tmp_path / "runs"), "n_images": 4}})
 
@@ -68,6 +70,18 @@ def test_no_measurement_where_it_cannot_pay_or_is_not_asked(tmp_path, cache, mon
     monkeypatch.setenv("WORLD_SIZE", "2")  # ranks measuring apart could choose apart
     assert choose_precision(cfg, model, data, torch.device("cpu")).train.precision == "fp32"
     assert not cache.exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # the choice needs no GPU: only the device's kind
+def test_a_gan_is_fp32_without_measuring(tmp_path, cache, device, capsys):
+    cfg = config(tmp_path, model=GAN)
+    data = load_data(cfg.data)
+    model = build_model(cfg.model, data.image_shape)
+    assert choose_precision(cfg, model, data, torch.device(device)).train.precision == "fp32"
+    assert "train.precision auto: fp32 (gan: bf16 trained it to a worse FID" in capsys.readouterr().err
+    assert not cache.exists()
+    vae = build_model(config(tmp_path).model, data.image_shape)  # a VAE on CUDA: autocast_dtype's bf16
+    assert choose_precision(config(tmp_path), vae, data, torch.device("cuda")).train.precision == "auto"
 
 
 def test_a_run_records_and_trains_with_the_choice(tmp_path):  # the session cache: its FID classifier

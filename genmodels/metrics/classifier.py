@@ -74,6 +74,12 @@ class ClassifierFeatures(FeatureExtractor):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net.features(images.contiguous(memory_format=torch.channels_last))
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits of `forward`'s features: the classifier's own head (conditional models'
+        class accuracy)."""
+        head = self.net.head
+        return head(features.to(head.weight.device, head.weight.dtype))
+
 
 def classifier_name(dataset: str, split_seed: int = 0, heldout_fraction: float = 0.1) -> str:
     return f"classifier-{dataset}-split{split_seed}-{heldout_fraction:g}-v{CLASSIFIER_VERSION}"

@@ -17,6 +17,7 @@ from pydantic import Field
 from genmodels.checkpoint import load_tensors, save_tensors
 from genmodels.files import exclusive
 from genmodels.data import DataConfig
+from genmodels.metrics.by_class import class_scores
 from genmodels.metrics.extractor import fingerprint
 from genmodels.metrics.features import FeatureExtractor, cache_dirs, check_extractor, extract, load_extractor
 from genmodels.metrics.frechet import (fid_infinity, frechet_distance, gaussian_stats, half_sample_se, kid,
@@ -102,18 +103,25 @@ class SampleQuality:
             except OSError:
                 continue  # read-only data root: try the next folder
 
-    def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False) -> dict[str, float]:
+    def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False,
+              real_labels: torch.Tensor | None = None, fake_labels: torch.Tensor | None = None) -> dict[str, float]:
         """Quality of fake (images in [0, 1]) against real (uint8) images of `split`: always FID
         and the spread ratio (collapse shows as ~0); the metrics of `eval.metrics`, or with
         full=True all of them: FID extrapolated to infinitely many samples (fid_inf), KID
         (unbiased), precision and recall. Each value with `<name>_se`, its standard error over
-        independent draws of both the real and the generated images (`half_sample_se`)."""
+        independent draws of both the real and the generated images (`half_sample_se`). With the
+        labels of both (a conditional model's samples), intra_fid and, where the extractor is a
+        labelled classifier, class_accuracy and class_accuracy_min (`by_class.py`)."""
         key = (split, fingerprint(real))
         real_f = self.real_features(split, real)
         if key not in self._real_stats:
             self._real_stats[key] = gaussian_stats(real_f)
         wanted = {"spread", *self.cfg.metrics, *(QUALITY_METRICS if full else ())}
-        return quality_scores(real_f, extract(self.extractor, fake), wanted, self.cfg, self._real_stats[key])
+        fake_f = extract(self.extractor, fake)
+        out = quality_scores(real_f, fake_f, wanted, self.cfg, self._real_stats[key])
+        if real_labels is not None and fake_labels is not None:
+            out |= class_scores(real_f, real_labels, fake_f, fake_labels, getattr(self.extractor, "logits", None))
+        return out
 
 
 def quality_scores(real_f: torch.Tensor, fake_f: torch.Tensor, wanted: set[str], cfg: EvalConfig,

@@ -42,8 +42,10 @@ class SampleScorer(Protocol):
     def name(self) -> str:
         """The feature extractor behind the numbers, reported with them."""
 
-    def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False) -> dict[str, float]:
-        """Metrics of `fake` (floats in [0, 1]) against `real` (uint8) images of `split`."""
+    def score(self, split: str, real: torch.Tensor, fake: torch.Tensor, full: bool = False,
+              real_labels: torch.Tensor | None = None, fake_labels: torch.Tensor | None = None) -> dict[str, float]:
+        """Metrics of `fake` (floats in [0, 1]) against `real` (uint8) images of `split`; with the
+        labels of both also the class-by-class ones (intra_fid, class_accuracy)."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ class EvalContext:
     fid_samples: int = 2000  # generated images per sample-quality score
     options: BaseModel | None = None  # the family's own evaluation options (its EvalOptions); None: defaults
     train_images: torch.Tensor | None = None  # the training split (uint8), for a model's overfitting watch
+    labels: torch.Tensor | None = None  # the split's labels, in the order of its batches (conditional models)
+    train_labels: torch.Tensor | None = None  # the training split's labels (conditional models)
 
 
 class Updater:
@@ -124,6 +128,11 @@ class GenerativeModel(nn.Module, ABC):
     #: state_dict prefixes of what belongs to a run, not to the weights (a GAN's adaptive
     #: augmentation probability): fine-tuning starts them afresh instead of taking the source's
     run_state: ClassVar[tuple[str, ...]] = ()
+    #: whether `train.precision: auto` may train the family in reduced precision: only where it was
+    #: measured to train as well as fp32 at equal images (benchmarks/precision_quality.py)
+    auto_reduced_precision: ClassVar[bool] = True
+    #: the classes a conditional model generates (0: unconditional; it is never given labels)
+    n_classes: int = 0
 
     def train(self, mode: bool = True) -> "GenerativeModel":
         super().train(mode)
@@ -154,9 +163,23 @@ class GenerativeModel(nn.Module, ABC):
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; checkpoints store them under these names."""
 
+    @property
+    def conditional(self) -> bool:
+        return self.n_classes > 0
+
+    def check_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels a step was given: a conditional model's, required; an unconditional one's, none."""
+        if self.n_classes and labels is None:
+            raise ValueError(f"a conditional model ({self.n_classes} classes) needs each image's label")
+        if not self.n_classes and labels is not None:
+            raise ValueError("an unconditional model takes no labels")
+        return labels
+
     @abstractmethod
-    def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: torch.Tensor, update: Updater, labels: torch.Tensor | None = None
+                      ) -> dict[str, torch.Tensor]:
         """One update (a GAN does its D and G steps here), applied through `update.step`.
+        `labels`: the batch's, for a conditional model only (the loop passes none to another).
 
         Returns detached scalar losses, still on the device (no host synchronisation); the
         loop logs them as train/<name>.
@@ -167,8 +190,10 @@ class GenerativeModel(nn.Module, ABC):
         """Metrics over all `batches` of a held-out or test split. Must contain `self.monitor`."""
 
     @abstractmethod
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n images in [0, 1], shape (n, C, H, W)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images in [0, 1], shape (n, C, H, W); a conditional model's of `labels` (default: its
+        classes in turn, 0, 1, ...)."""
 
     def failed(self, metrics: dict[str, float], evaluations: int) -> str | None:
         """Why the run is beyond saving, judging by the held-out `metrics` of its
@@ -191,9 +216,17 @@ class GenerativeModel(nn.Module, ABC):
         return names
 
     @torch.no_grad()
-    def image_grids(self, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Images for TensorBoard, by name. Same generator state -> same noise every epoch."""
-        return {"fixed_noise": self.sample(batch.shape[0], generator)}
+    def image_grids(self, batch: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """Images for TensorBoard, by name, from held-out images `batch` (with their `labels` for a
+        conditional model). Same generator state -> same noise every epoch. A conditional model's
+        also by class: a square grid whose row k holds samples of class k (the first 16 classes)."""
+        grids = {"fixed_noise": self.sample(batch.shape[0], generator)}
+        if self.n_classes:
+            k = min(self.n_classes, 16)
+            labels = torch.arange(k, device=self.device).repeat_interleave(k)
+            grids["by_class"] = self.sample(k * k, generator, labels=labels)
+        return grids
 
     @property
     def device(self) -> torch.device:

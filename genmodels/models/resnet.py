@@ -9,6 +9,8 @@ n_layers 3 (4 -> 32), 48 with 3 (6 -> 48), 64 with 4, 96 with 4, 128 with 5; 28 
 Widths: the generator's blocks have 2 * hidden channels and the discriminator's hidden (SNGAN's
 CIFAR-10 networks: hidden = 128, so 256 and 128). Spectral norm, when on, wraps every layer of
 the discriminator; init is mimicry's: Xavier-uniform, gain sqrt(2) inside blocks, 1 elsewhere.
+With n_classes > 0 (cGAN-PD, as mimicry's conditional SNGAN): the generator's BatchNorms take
+their scale and shift from the class, and the discriminator adds a class projection.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genmodels.models.conditional import ConditionalBatchNorm, class_embedding
 
 
 def _sn(layer: nn.Module, on: bool) -> nn.Module:
@@ -41,35 +45,45 @@ def check_resnet_size(shape: tuple[int, int, int], n_layers: int) -> int:
     return bottom
 
 
+def _norm(features: int, n_classes: int) -> nn.Module:
+    return ConditionalBatchNorm(features, n_classes) if n_classes else nn.BatchNorm2d(features)
+
+
+def _normed(norm: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    return norm(x, labels) if isinstance(norm, ConditionalBatchNorm) else norm(x)
+
+
 class GeneratorBlock(nn.Module):
-    def __init__(self, a: int, b: int):
+    def __init__(self, a: int, b: int, n_classes: int = 0):
         super().__init__()
-        self.norm1, self.conv1 = nn.BatchNorm2d(a), _init(nn.Conv2d(a, b, 3, 1, 1), math.sqrt(2))
-        self.norm2, self.conv2 = nn.BatchNorm2d(b), _init(nn.Conv2d(b, b, 3, 1, 1), math.sqrt(2))
+        self.norm1, self.conv1 = _norm(a, n_classes), _init(nn.Conv2d(a, b, 3, 1, 1), math.sqrt(2))
+        self.norm2, self.conv2 = _norm(b, n_classes), _init(nn.Conv2d(b, b, 3, 1, 1), math.sqrt(2))
         self.shortcut = _init(nn.Conv2d(a, b, 1), 1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.norm1(x)), scale_factor=2)
-        h = self.conv2(F.relu(self.norm2(self.conv1(h))))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(_normed(self.norm1, x, labels)), scale_factor=2)
+        h = self.conv2(F.relu(_normed(self.norm2, self.conv1(h), labels)))
         return h + self.shortcut(F.interpolate(x, scale_factor=2))
 
 
 class ResNetGenerator(nn.Module):
-    """(B, latent_dim) -> (B, C, size, size) in [-1, 1] (tanh, as SNGAN's)."""
+    """(B, latent_dim) [and (B,) labels when n_classes] -> (B, C, size, size) in [-1, 1] (tanh, as SNGAN's)."""
 
-    def __init__(self, channels: int, size: int, n_layers: int, hidden: int, latent_dim: int):
+    def __init__(self, channels: int, size: int, n_layers: int, hidden: int, latent_dim: int, n_classes: int = 0):
         super().__init__()
         self.bottom = check_resnet_size((channels, size, size), n_layers)
         width = 2 * hidden
         self.width = width
         self.linear = _init(nn.Linear(latent_dim, width * self.bottom**2), 1.0)
-        self.blocks = nn.Sequential(*[GeneratorBlock(width, width) for _ in range(n_layers)])
-        self.norm = nn.BatchNorm2d(width)
+        self.blocks = nn.ModuleList([GeneratorBlock(width, width, n_classes) for _ in range(n_layers)])
+        self.norm = _norm(width, n_classes)
         self.out = _init(nn.Conv2d(width, channels, 3, 1, 1), 1.0)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.linear(z).view(len(z), self.width, self.bottom, self.bottom)
-        return torch.tanh(self.out(F.relu(self.norm(self.blocks(h)))))
+        for block in self.blocks:
+            h = block(h, labels)
+        return torch.tanh(self.out(F.relu(_normed(self.norm, h, labels))))
 
 
 class DiscriminatorBlock(nn.Module):
@@ -94,9 +108,9 @@ class DiscriminatorBlock(nn.Module):
 
 
 class ResNetDiscriminator(nn.Module):
-    """(B, C, size, size) -> (B, 1) logits."""
+    """(B, C, size, size) [and (B,) labels when n_classes: the projection] -> (B, 1) logits."""
 
-    def __init__(self, channels: int, size: int, n_layers: int, hidden: int, sn: bool):
+    def __init__(self, channels: int, size: int, n_layers: int, hidden: int, sn: bool, n_classes: int = 0):
         super().__init__()
         check_resnet_size((channels, size, size), n_layers)
         blocks = [DiscriminatorBlock(channels, hidden, down=True, sn=sn, first=True)]
@@ -104,6 +118,9 @@ class ResNetDiscriminator(nn.Module):
         blocks += [DiscriminatorBlock(hidden, hidden, down=False, sn=sn) for _ in range(2)]
         self.blocks = nn.Sequential(*blocks)
         self.linear = _sn(_init(nn.Linear(hidden, 1), 1.0), sn)
+        self.embed = class_embedding(n_classes, hidden, sn) if n_classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(F.relu(self.blocks(x)).sum(dim=(2, 3)))
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        phi = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        out = self.linear(phi)
+        return out if self.embed is None else out + (self.embed(labels) * phi).sum(dim=1, keepdim=True)

@@ -11,6 +11,7 @@ import math
 from typing import Collection, Iterable, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
@@ -25,6 +26,7 @@ from genmodels.metrics.likelihood import (
 from genmodels.images import grid_columns, to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
+from genmodels.models.conditional import cycled_labels
 from genmodels.optim import OptimConfig, make_optimizer
 from genmodels.schema import StrictModel
 
@@ -40,6 +42,8 @@ class VAEConfig(ModelSection):
                                  "levels of 8-bit images (colour VAEs; bits/dim reported)")
     beta: float = Field(1.0, ge=0.0, description="weight of the KL term (beta-VAE); 1 is the ELBO")
     binarize: bool = Field(False, description="dynamic binarisation: a proper Bernoulli likelihood on MNIST")
+    n_classes: int = Field(0, ge=0, le=100_000, description="conditional VAE on labels 0..n_classes-1 (the label "
+                           "one-hot into encoder and decoder); 0: unconditional, labels unused")
 
 
 def discrete(likelihood: str, binarize: bool) -> bool:
@@ -83,6 +87,7 @@ class VAE(GenerativeModel):
         likelihood: str = "bernoulli",
         beta: float = 1.0,
         binarize: bool = False,
+        n_classes: int = 0,
     ):
         super().__init__()
         c, h, w = image_shape
@@ -95,15 +100,16 @@ class VAE(GenerativeModel):
         self.likelihood = likelihood
         self.beta = beta
         self.binarize = binarize
+        self.arch, self.n_classes = arch, n_classes  # a conditional VAE (Sohn et al. 2015): q(z | x, y) and p(x | z, y)
         out = 2 * c if likelihood == "logistic256" else c  # the discretized logistic: a mean and a scale per value
         if arch == "mlp":
             d = c * h * w
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([d] + [hidden] * n_layers + [2 * latent_dim]))
-            self.decoder = nn.Sequential(mlp([latent_dim] + [hidden] * n_layers + [out * h * w]),
+            self.encoder = nn.Sequential(nn.Flatten(), mlp([d + n_classes] + [hidden] * n_layers + [2 * latent_dim]))
+            self.decoder = nn.Sequential(mlp([latent_dim + n_classes] + [hidden] * n_layers + [out * h * w]),
                                          nn.Unflatten(1, (out, h, w)))
-        elif arch == "conv":
-            self.encoder = conv_encoder(c, h, n_layers, hidden, 2 * latent_dim)
-            self.decoder = conv_decoder(out, h, n_layers, hidden, latent_dim)
+        elif arch == "conv":  # the class as n_classes one-hot planes beside the image's channels
+            self.encoder = conv_encoder(c + n_classes, h, n_layers, hidden, 2 * latent_dim)
+            self.decoder = conv_decoder(out, h, n_layers, hidden, latent_dim + n_classes)
         else:
             raise ValueError(f"unknown VAE arch '{arch}'")
         # One learned output scale for the Gaussian likelihood; the discretized logistic's scales
@@ -113,34 +119,44 @@ class VAE(GenerativeModel):
 
     # --- the model ---------------------------------------------------------------------------
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if labels is not None:  # one-hot planes for a conv encoder; the MLP flattens them beside the pixels
+            onehot = F.one_hot(labels, self.n_classes).to(x.dtype)
+            planes = onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, planes], 1) if self.arch == "conv" else torch.cat([x.flatten(1), onehot], 1)
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mu, logvar
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits (Bernoulli), means (Gaussian) or means and log-scales (logistic256) of p(x | z)."""
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (Bernoulli), means (Gaussian) or means and log-scales (logistic256) of p(x | z[, y])."""
+        if labels is not None:
+            z = torch.cat([z, F.one_hot(labels, self.n_classes).to(z.dtype)], 1)
         return self.decoder(z).float()
 
     def targets(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = to_unit(batch)
         return torch.bernoulli(x, generator=generator) if self.binarize else x
 
-    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-image reconstruction NLL and KL (nats); -ELBO = recon + KL."""
-        mu, logvar = self.encode(x)
+    def losses(self, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image reconstruction NLL and KL (nats); -ELBO = recon + KL (of log p(x | y) for a
+        conditional VAE)."""
+        mu, logvar = self.encode(x, labels)
         eps = (torch.randn_like(mu) if generator is None
                else torch.randn(mu.shape, generator=generator, device=mu.device))
         z = mu + eps * (0.5 * logvar).exp()  # reparameterisation: gradients flow through mu, logvar
-        recon = reconstruction_nll(self.decode(z), x, self.likelihood, self.log_sigma)
+        recon = reconstruction_nll(self.decode(z, labels), x, self.likelihood, self.log_sigma)
         return recon, gaussian_kl(mu, logvar)
 
     def configure_optimizers(self, optim: OptimConfig) -> dict[str, torch.optim.Optimizer]:
         return {"vae": make_optimizer(self.parameters(), optim)}
 
-    def training_step(self, batch: torch.Tensor, update: Updater) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: torch.Tensor, update: Updater, labels: torch.Tensor | None = None
+                      ) -> dict[str, torch.Tensor]:
+        labels = self.check_labels(labels)
         x = self.targets(batch)
         with update.autocast():
-            recon, kl = self.losses(x)
+            recon, kl = self.losses(x, labels=labels)
         # beta-VAE objective (Higgins et al. 2017); beta=1 is the ELBO.
         loss = (recon + self.beta * kl).mean()
         update.step("vae", loss)
@@ -155,13 +171,15 @@ class VAE(GenerativeModel):
         generator, iwae_k = ctx.generator, ctx.options.iwae_k if ctx.options else 0
         totals = {"recon": 0.0, "kl": 0.0}
         iwae_total, n = 0.0, 0
+        split_labels = self.check_labels(ctx.labels)
         for batch in batches:
             x = self.targets(batch, generator)
-            recon, kl = self.losses(x, generator)
+            labels = None if split_labels is None else split_labels[n : n + len(batch)].to(x.device)
+            recon, kl = self.losses(x, generator, labels)
             totals["recon"] += recon.double().sum().item()
             totals["kl"] += kl.double().sum().item()
             if iwae_k > 1:
-                iwae_total -= self.iwae_log_likelihood(x, iwae_k, generator).double().sum().item()
+                iwae_total -= self.iwae_log_likelihood(x, iwae_k, generator, labels=labels).double().sum().item()
             n += x.shape[0]
         out = {k: v / n for k, v in totals.items()}
         out["neg_elbo"] = out["recon"] + out["kl"]
@@ -177,14 +195,15 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def iwae_log_likelihood(
-        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, rows: int = 4096
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None, rows: int = 4096,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """IWAE bound on log p(x) per image with k importance samples from q(z|x).
 
         The k samples are decoded in passes of about `rows` images: on CPU, passes of 64,000
         images (64 samples of a 1,000-image batch) ran 2x slower, in page faults, than 4,000.
         """
-        mu, logvar = self.encode(x)
+        mu, logvar = self.encode(x, labels)
         std = (0.5 * logvar).exp()
         chunk = max(1, rows // x.shape[0])
         log_w = []
@@ -192,7 +211,7 @@ class VAE(GenerativeModel):
             kk = min(chunk, k - start)
             eps = torch.randn((kk, *mu.shape), generator=generator, device=mu.device)
             z = mu + eps * std  # (kk, B, latent)
-            out = self.decode(z.flatten(0, 1))
+            out = self.decode(z.flatten(0, 1), None if labels is None else labels.repeat(kk))
             xx = x.expand(kk, *x.shape).flatten(0, 1)
             log_px = -reconstruction_nll(out, xx, self.likelihood, self.log_sigma).view(kk, -1)
             log_w.append(log_px + log_standard_normal(z) - log_normal(z, mu, logvar))
@@ -206,21 +225,26 @@ class VAE(GenerativeModel):
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out.clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.n_classes:
+            labels = cycled_labels(n, self.n_classes, self.device) if labels is None else labels.to(self.device)
         z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
-        return self._mean_image(self.decode(z))
+        return self._mean_image(self.decode(z, labels))
 
     @torch.no_grad()
-    def reconstruct(self, batch: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encode(self.targets(batch))
-        return self._mean_image(self.decode(mu))
+    def reconstruct(self, batch: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        mu, _ = self.encode(self.targets(batch), labels)
+        return self._mean_image(self.decode(mu, labels))
 
     @torch.no_grad()
-    def image_grids(self, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def image_grids(self, batch: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
         # Originals and reconstructions interleaved row by row: each original sits above its copy.
-        x, r = to_unit(batch), self.reconstruct(batch)
+        grids = super().image_grids(batch, generator, labels)
+        x, r = to_unit(batch), self.reconstruct(batch, self.check_labels(labels))
         per_row = grid_columns(x.shape[0])
         rows = []
         for i in range(0, x.shape[0], per_row):
             rows += [x[i : i + per_row], r[i : i + per_row]]
-        return {"fixed_noise": self.sample(batch.shape[0], generator), "reconstructions": torch.cat(rows)}
+        return grids | {"reconstructions": torch.cat(rows)}

@@ -20,12 +20,13 @@ this CPU's bf16 matrix units and what `train.precision: auto` chose for each (me
 in an empty cache). Writes benchmarks/results/gan_throughput.json.
 
     GENMODELS_DATA=../shared/datasets python benchmarks/gan_throughput.py [--images 19200] [--rounds 3]
-        [--precision-steps 20]
+        [--precision-steps 20] [--only precision]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import examples_dcgan
-from common import matmul_peak_gflops, torchvision_root, write_result
+from common import RESULTS, machine, matmul_peak_gflops, torchvision_root, write_result
 from genmodels.config import Config, load_config
 from genmodels.data import DataConfig, DataSplits, Split, load_data
 from genmodels.experiment import build
@@ -118,8 +119,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=19_200, help="training images per run (300 steps)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision-steps", type=int, default=20, help="training steps per precision timing")
+    parser.add_argument("--only", choices=["precision"], help="only the precision part, merged into the results file")
     args = parser.parse_args()
     setup_process()
+    if args.only == "precision":
+        path = RESULTS / "gan_throughput.json"
+        out = json.loads(path.read_text()) if path.exists() else {}
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            out["precision"] = precision_speeds(args.precision_steps, args.rounds, Path(tmp_dir) / "cache")
+        out |= {"bf16_units": bf16_units(), "precision_machine": machine()}
+        write_result("gan_throughput", out)
+        return
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         tv_root = torchvision_root(tmp / "tv")

@@ -145,8 +145,12 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
                                  source[1] if source else "")
         if announce is not None:
             announce(summary.text)
-    if last is None:  # a resumed run keeps its own (a run from before auto measured kept 'auto': fp32 on CPU)
+    if last is None:
         cfg = choose_precision(cfg, model, data, device, quiet)
+    elif cfg.train.precision == "auto":  # a resumed run keeps the choice it made when it started
+        # (a run from before auto measured recorded 'auto': fp32 on CPU, as it trained)
+        chosen = last.config.get("train", {}).get("precision", "auto")
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": chosen})})
     if cfg.train.compile:  # after the precision measurement, which trains copies of the eager model
         model.compile_networks()
     scorer = make_scorer(cfg, device, quiet, data.image_shape)

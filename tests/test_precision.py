@@ -92,3 +92,16 @@ def test_a_run_records_and_trains_with_the_choice(tmp_path):  # the session cach
     trainer.fit()
     saved = yaml.safe_load((tmp_path / "runs" / "p" / "config.yaml").read_text())
     assert saved["train"]["precision"] == chosen
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(tmp_path):
+    """The config still says auto; the run's checkpoint says what auto chose, and the resumed
+    epochs train at that precision (not the fp32 that 'auto' would mean unresolved on a CPU)."""
+    first = build(config(tmp_path, "bf16"), quiet=True)
+    first.fit()
+    resumed = build(config(tmp_path).model_copy(update={"train": config(tmp_path).train.model_copy(
+        update={"epochs": 2})}), quiet=True, resume=True)
+    assert resumed.cfg.train.precision == "bf16" and resumed.updater.amp_dtype == torch.bfloat16
+    resumed.fit()
+    saved = yaml.safe_load((tmp_path / "runs" / "p" / "config.yaml").read_text())
+    assert saved["train"]["precision"] == "bf16"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from genmodels.errors import UserError
@@ -157,6 +158,15 @@ def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: st
 
 
 # --- random streams -------------------------------------------------------------------------
+
+
+def saved_section(section: BaseModel, saved: Any) -> Any:
+    """A config section a checkpoint recorded, as this version reads it: fields added since it was
+    written take their defaults (a run from before model.n_classes resumes). Unreadable: as saved."""
+    try:
+        return type(section).model_validate(saved).model_dump(mode="json")
+    except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+        return saved
 
 
 def rng_state(shuffle: torch.Generator) -> dict[str, Any]:

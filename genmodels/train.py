@@ -21,7 +21,8 @@ import torch
 from pydantic import BaseModel
 
 from genmodels.callbacks import Callback, Checkpointing, EarlyStopping, ModelStopping
-from genmodels.checkpoint import RunCheckpoint, load_weights, own_streams, rng_state, save_checkpoint, set_rng_state
+from genmodels.checkpoint import (RunCheckpoint, load_weights, own_streams, rng_state, save_checkpoint, saved_section,
+                                 set_rng_state)
 from genmodels.config import Config
 from genmodels.data import DataSplits, take
 from genmodels.errors import ConfigError, Interrupted, NonFiniteLossError, RunFailed
@@ -84,7 +85,7 @@ class Trainer:
         """Load `ckpt` (the run's own last.pt); returns this rank's RNG streams, set when fit starts."""
         source = str(self.run_dir / "last.pt")
         own = self.cfg.model.model_dump(mode="json")
-        if ckpt.config.get("model") != own:
+        if saved_section(self.cfg.model, ckpt.config.get("model")) != own:
             raise ConfigError(f"{source}: checkpoint was trained with model {ckpt.config.get('model')}, "
                               f"the config now says {own}")
         load_weights(self.model, ckpt.model, source)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import yaml
 
-from genmodels.checkpoint import FORMAT_VERSION, RunCheckpoint, load_checkpoint, own_streams
-from genmodels.errors import UserError
+from genmodels.checkpoint import FORMAT_VERSION, RunCheckpoint, load_checkpoint, own_streams, save_checkpoint
+from genmodels.errors import ConfigError, UserError
+from genmodels.experiment import build
 
 from conftest import cli, tiny_config
 
@@ -72,3 +73,18 @@ def test_not_a_checkpoint(tmp_path):
     torch.save([1, 2, 3], tmp_path / "y.pt")
     with pytest.raises(UserError, match="y.pt: not a genmodels run checkpoint"):
         load_checkpoint(tmp_path / "y.pt")
+
+
+def test_a_run_from_before_a_new_model_field_resumes(tmp_path):
+    """A checkpoint written before model.n_classes existed (its model section lacks the field)
+    resumes: the field takes its default; a real change of the model is still refused."""
+    cfg = tiny_config(tmp_path, "train.epochs=1")
+    build(cfg, quiet=True).fit()
+    last = tmp_path / "runs" / "tiny" / "last.pt"
+    ckpt = load_checkpoint(last)
+    del ckpt.config["model"]["n_classes"]
+    save_checkpoint(last, ckpt)
+    resumed = build(tiny_config(tmp_path, "train.epochs=2"), quiet=True, resume=True)
+    assert resumed.fit().epochs == 2
+    with pytest.raises(ConfigError, match="checkpoint was trained with model"):
+        build(tiny_config(tmp_path, "train.epochs=3", "model.hidden=16"), quiet=True, resume=True)

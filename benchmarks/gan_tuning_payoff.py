@@ -64,8 +64,9 @@ def test_scores(model: torch.nn.Module, test_images: torch.Tensor, quality: Samp
 
 def train_config(path: Path, name: str, seed: int, images: int, runs: Path) -> tuple[dict, float]:
     """Train a run config for `images` training images (continuing its last checkpoint under `runs`
-    if there is one); its test scores, precision and wall time of this invocation. Held-out FID is
-    evaluated (and a checkpoint kept) every 3 epochs' images or at the end, whichever comes first."""
+    if there is one); the test scores of its final weights and of its best held-out checkpoint,
+    its precision and the wall time of this invocation. Held-out FID is evaluated (and a
+    checkpoint kept) every 3 epochs' images or at the end, whichever comes first."""
     cfg = load_config(path, [f"name={name}", f"seed={seed}", f"log.runs_dir={runs}", f"train.max_images={images}",
                              "train.epochs=1000", "train.patience=null",
                              f"train.eval_every_images={min(images, 162_000)}"])
@@ -73,9 +74,14 @@ def train_config(path: Path, name: str, seed: int, images: int, runs: Path) -> t
     trainer = build(cfg, quiet=True, resume=(runs / name / "last.pt").is_file())
     trainer.fit()
     seconds = time.perf_counter() - start
-    scores = test_scores(trainer.model, trainer.data.test.images, scorer())
+    quality = scorer()
+    scores = test_scores(trainer.model, trainer.data.test.images, quality)
     heldout = [{"images": h["images"], "fid": round(h["fid"], 3)} for h in trainer.state.history if "fid" in h]
-    return scores | {"train_precision": trainer.cfg.train.precision, "heldout_curve": heldout}, seconds
+    # The checkpoint a user gets from the run (best.pt, by held-out FID) besides the final weights
+    _, best, _ = load_run(runs / name, "best")
+    at_best = test_scores(best, trainer.data.test.images, quality) | {"images": trainer.state.best["images"]}
+    return scores | {"train_precision": trainer.cfg.train.precision, "heldout_curve": heldout,
+                     "best_checkpoint": at_best}, seconds
 
 
 def best_config(study_dir: Path) -> Path:

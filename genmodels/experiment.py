@@ -84,7 +84,7 @@ def check_metrics(cfg: Config, names: Sequence[str], field: str) -> None:
         raise ConfigError(f"{field}: '{name}' {why} (expected one of {', '.join(objectives)})")
 
 
-def check_labels(cfg: Config, data: DataSplits) -> None:
+def check_classes(cfg: Config, data: DataSplits) -> None:
     """A conditional model's classes cover the data's labels, and the data has classes to give."""
     n = getattr(cfg.model, "n_classes", 0)
     if not n:
@@ -132,7 +132,7 @@ def build(cfg: Config, data: DataSplits | None = None, model: GenerativeModel | 
     if reference is not None and data.image_shape != tuple(reference.image_shape):
         raise ConfigError(f"finetune.from: the checkpoint's model takes images {tuple(reference.image_shape)}, "
                           f"data '{cfg.data.name}' has {data.image_shape}")
-    check_labels(cfg, data)
+    check_classes(cfg, data)
     start_from_source = source is not None and model is None
     if model is None:
         with torch.random.fork_rng(devices=[]):  # the caller's RNG stays as it was

@@ -93,11 +93,13 @@ def choose_precision(cfg: Config, model: GenerativeModel, data: DataSplits, devi
     bf16, or fp16 where bf16 is missing). Under torchrun the ranks would measure apart, so there
     it is fp32. A family whose reduced precision trained measurably worse (a GAN) is fp32 on any
     device: 'auto' promises speed where it costs no quality."""
-    if cfg.train.precision != "auto" or (device.type != "cpu" and type(model).auto_reduced_precision):
+    if cfg.train.precision != "auto":
         return cfg
-    units = bf16_units() if device.type == "cpu" else []
+    units = bf16_units()
     if not type(model).auto_reduced_precision:
         choice, why = "fp32", f"{cfg.model.kind}: bf16 trained it to a worse FID than fp32 at equal images"
+    elif device.type != "cpu":
+        return cfg
     elif not units or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         choice, why = "fp32", "no bf16 matrix units on this CPU" if not units else "torchrun: not measured per rank"
     else:

@@ -24,6 +24,8 @@ class FeatureExtractor(nn.Module):
 
     name: str
     dim: int
+    #: features -> class logits, for an extractor with classes (the labelled classifier); else None
+    logits: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def cache_dirs(data_root: str | None = None, dataset: str | None = None) -> list[Path]:

@@ -120,7 +120,7 @@ class SampleQuality:
         fake_f = extract(self.extractor, fake)
         out = quality_scores(real_f, fake_f, wanted, self.cfg, self._real_stats[key])
         if real_labels is not None and fake_labels is not None:
-            out |= class_scores(real_f, real_labels, fake_f, fake_labels, getattr(self.extractor, "logits", None))
+            out |= class_scores(real_f, real_labels, fake_f, fake_labels, self.extractor.logits)
         return out
 
 

@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from genmodels.models.conditional import cycled_labels
 from genmodels.optim import OptimConfig
 from genmodels.runtime import autocast_dtype
 from genmodels.schema import StrictModel
@@ -174,6 +175,13 @@ class GenerativeModel(nn.Module, ABC):
         if not self.n_classes and labels is not None:
             raise ValueError("an unconditional model takes no labels")
         return labels
+
+    def sample_labels(self, n: int, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The classes of n samples: a conditional model's `labels` on its device (default: its
+        classes in turn, 0, 1, ...); none for an unconditional model, which takes none."""
+        if not self.n_classes:
+            return self.check_labels(labels)
+        return cycled_labels(n, self.n_classes, self.device) if labels is None else labels.to(self.device)
 
     @abstractmethod
     def training_step(self, batch: torch.Tensor, update: Updater, labels: torch.Tensor | None = None

@@ -37,18 +37,17 @@ class ConditionalBatchNorm(nn.Module):
         return h * self.scale(labels).view(shape) + self.shift(labels).view(shape)
 
 
+def flat_layers(net: nn.Sequential) -> list[nn.Module]:
+    """A Sequential's layers in order, nested Sequentials opened."""
+    return [leaf for layer in net for leaf in (flat_layers(layer) if isinstance(layer, nn.Sequential) else [layer])]
+
+
 def conditional_norms(net: nn.Sequential, n_classes: int) -> nn.Sequential:
     """`net` with each BatchNorm replaced by a ConditionalBatchNorm of as many features, nested
     Sequentials flattened: the layers a ConditionedSequential runs."""
-    layers: list[nn.Module] = []
-    for layer in net:
-        if isinstance(layer, nn.Sequential):
-            layers += list(conditional_norms(layer, n_classes))
-        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            layers.append(ConditionalBatchNorm(layer.num_features, n_classes))
-        else:
-            layers.append(layer)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*[ConditionalBatchNorm(layer.num_features, n_classes)
+                           if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) else layer
+                           for layer in flat_layers(net)])
 
 
 class ConditionedSequential(nn.Sequential):
@@ -63,9 +62,7 @@ class ConditionedSequential(nn.Sequential):
 def split_head(net: nn.Sequential) -> tuple[nn.Sequential, nn.Linear]:
     """An unconditional discriminator's layers up to its last features, and its final linear unit
     (nested Sequentials flattened)."""
-    layers: list[nn.Module] = []
-    for layer in net:
-        layers += list(layer) if isinstance(layer, nn.Sequential) else [layer]
+    layers = flat_layers(net)
     head = layers[-1]
     if not isinstance(head, nn.Linear):  # a spectrally normalised Linear is one too
         raise TypeError(f"a projection discriminator needs a final linear layer, got {type(head).__name__}")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from genmodels.images import to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
-from genmodels.models.conditional import cycled_labels, proportional_labels
+from genmodels.models.conditional import proportional_labels
 from genmodels.models.diffaugment import DiscriminatorAugment
 from genmodels.models.gan_config import GANConfig
 from genmodels.models.gan_nets import call, gan_networks
@@ -197,8 +197,7 @@ class GAN(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None, batch_size: int = 1000, *,
                labels: torch.Tensor | None = None) -> torch.Tensor:
         """A conditional GAN's samples are of `labels` (default: the classes in turn)."""
-        if self.n_classes:
-            labels = cycled_labels(n, self.n_classes, self.device) if labels is None else labels.to(self.device)
+        labels = self.sample_labels(n, labels)
         net = self.generator_ema if self.generator_ema is not None else self.generator
         was_training = net.training
         net.eval()
@@ -236,10 +235,10 @@ class GAN(GenerativeModel):
 
     def _critic(self, images: torch.Tensor, unit: bool, labels: torch.Tensor | None = None) -> torch.Tensor:
         """D's outputs on uint8 images, or on images in [0, 1] (unit=True), in chunks."""
-        labels = None if labels is None else labels[: len(images)].to(images.device)
-        return torch.cat([call(self.discriminator, (b if unit else to_unit(b)) * 2 - 1,
-                               None if labels is None else labels[i : i + len(b)]).float()
-                          for i, b in zip(range(0, len(images), 1000), images.split(1000))])
+        chunks = images.split(1000)
+        ys = labels[: len(images)].to(images.device).split(1000) if labels is not None else [None] * len(chunks)
+        return torch.cat([call(self.discriminator, (b if unit else to_unit(b)) * 2 - 1, y).float()
+                          for b, y in zip(chunks, ys)])
 
     def stop_reason(self, metrics: dict[str, float]) -> str | None:
         gap = metrics.get("r_t", 0.0) - metrics.get("r_v", 0.0)

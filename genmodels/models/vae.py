@@ -26,7 +26,6 @@ from genmodels.metrics.likelihood import (
 from genmodels.images import grid_columns, to_unit
 from genmodels.models.base import EvalContext, GenerativeModel, ModelSection, Updater
 from genmodels.models.blocks import check_conv_size, conv_decoder, conv_encoder, mlp
-from genmodels.models.conditional import cycled_labels
 from genmodels.optim import OptimConfig, make_optimizer
 from genmodels.schema import StrictModel
 
@@ -227,8 +226,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *,
                labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.n_classes:
-            labels = cycled_labels(n, self.n_classes, self.device) if labels is None else labels.to(self.device)
+        labels = self.sample_labels(n, labels)
         z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
         return self._mean_image(self.decode(z, labels))
 
